@@ -1,0 +1,461 @@
+package topology
+
+import (
+	"fmt"
+	"math/bits"
+	"sort"
+	"strings"
+)
+
+// PolicyMode is how strictly a gang must stay inside one topology domain.
+type PolicyMode int
+
+const (
+	// PolicyNone: anywhere in the cluster (nodes still chosen best-fit).
+	PolicyNone PolicyMode = iota
+	// PolicyPreferred: the smallest domain that fits, climbing levels up to the whole cluster.
+	PolicyPreferred
+	// PolicyRequired: one domain of Policy.Level (or a smaller one inside it), else unschedulable.
+	PolicyRequired
+)
+
+// Policy is a gang's topology policy. Level is a level label key (PolicyRequired only).
+type Policy struct {
+	Mode  PolicyMode
+	Level string
+}
+
+// MemberGroup is a set of gang members with identical requests (e.g. all workers).
+type MemberGroup struct {
+	Name      string
+	Count     int
+	GPUs      int // per pod
+	NICs      int // RDMA NICs per pod (0: none)
+	Resources Resources
+}
+
+// Gang is what the planner places as a whole.
+type Gang struct {
+	Groups []MemberGroup
+	Policy Policy
+}
+
+// Placement is one member's place.
+type Placement struct {
+	Group   int // index into Gang.Groups
+	Ordinal int // member number within its group
+	Node    string
+	GPUs    []int // GPU indices on the node, ascending
+	NICs    []int // NIC indices on the node, best first
+	Quality Quality
+}
+
+// Plan is a whole-gang placement against one state of the Cluster.
+type Plan struct {
+	Domain DomainInfo // the chosen domain, before the plan takes anything
+	// GPUsLeft is the domain's free GPUs after the plan: the best-fit objective.
+	GPUsLeft int
+	// Placements, grouped by group and ordinal: Placements[i] for group g ordinal o is at
+	// offset(g)+o.
+	Placements []Placement
+}
+
+// UnschedulableError says why a gang cannot be placed.
+type UnschedulableError struct{ Reason string }
+
+func (e *UnschedulableError) Error() string { return e.Reason }
+
+// Plan places a gang as a whole without changing the cluster; apply it with Apply (or Allocate
+// per member).
+//
+// Objective. Candidate domains are those of levels 0..top (PolicyPreferred; then the whole
+// cluster), 0..Level (PolicyRequired) or the whole cluster alone (PolicyNone). A domain is
+// feasible when the node packing below finds a node for every member. The plan takes the feasible
+// domain minimising, lexicographically,
+//
+//	(level, free GPUs of the domain − GPUs of the gang, domain key)
+//
+// i.e. the smallest level that fits, then best fit (least capacity left over, so large holes stay
+// whole for large gangs), then a stable tie-break.
+//
+// Packing inside the domain: groups by GPUs per pod, largest first; each pod goes to the node with
+// the fewest free GPUs that still fit it (best fit; several members may share a node), nodes with
+// equal free GPUs taken in locality order (children of each domain by free GPUs descending, so a
+// gang that must span sub-domains fills the emptiest ones and spreads over few). CPU-only members
+// go best fit too, i.e. to nodes with no free GPUs first. GPUs on the node come from
+// GPUTopology.Choose against the node's free set minus what earlier members of the plan took.
+// The packing is exact for gangs whose GPU members all ask the same count (any number of CPU-only
+// members) when scalar resources do not bind; otherwise it is a greedy best-fit-decreasing.
+//
+// Cost: O(domains·G) histogram checks (G = max GPUs per node) plus, for each domain tried,
+// O(nodes of the domain + pods·(G + log nodes)) and the per-pod GPU choice.
+func (c *Cluster) Plan(g Gang) (*Plan, error) {
+	need, err := c.summarize(g)
+	if err != nil {
+		return nil, err
+	}
+	L := len(c.levels)
+	var tryLevels []int
+	reqLevel := -1
+	switch g.Policy.Mode {
+	case PolicyNone:
+		tryLevels = []int{L}
+	case PolicyPreferred:
+		for l := 0; l <= L; l++ {
+			tryLevels = append(tryLevels, l)
+		}
+	case PolicyRequired:
+		reqLevel = c.LevelIndex(g.Policy.Level)
+		if reqLevel < 0 {
+			return nil, fmt.Errorf("unknown topology level %q (levels: %s)", g.Policy.Level, strings.Join(c.levels, ", "))
+		}
+		for l := 0; l <= reqLevel; l++ {
+			tryLevels = append(tryLevels, l)
+		}
+	default:
+		return nil, fmt.Errorf("unknown policy mode %d", g.Policy.Mode)
+	}
+	var cands []*domain
+	var packFail string
+	for _, l := range tryLevels {
+		cands = cands[:0]
+		for _, d := range c.list[l] {
+			if need.quickFit(d) {
+				cands = append(cands, d)
+			}
+		}
+		sort.Slice(cands, func(i, j int) bool {
+			if cands[i].free != cands[j].free {
+				return cands[i].free < cands[j].free
+			}
+			return cands[i].key < cands[j].key
+		})
+		for _, d := range cands {
+			p, why := c.pack(d, g, need)
+			if p != nil {
+				return p, nil
+			}
+			if packFail == "" {
+				packFail = fmt.Sprintf("%s has %d free GPUs but %s", c.domainName(d), d.free, why)
+			}
+		}
+	}
+	return nil, &UnschedulableError{Reason: c.failReason(g, need, reqLevel, packFail)}
+}
+
+// Apply allocates every placement of a plan, all or nothing.
+func (c *Cluster) Apply(g Gang, p *Plan) error {
+	for i, pl := range p.Placements {
+		if err := c.Allocate(pl.Node, pl.GPUs, g.Groups[pl.Group].Resources); err != nil {
+			for _, done := range p.Placements[:i] {
+				_ = c.Release(done.Node, done.GPUs, g.Groups[done.Group].Resources)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+type demand struct {
+	pods, gpus int
+	// thresholds: for each distinct GPUs-per-pod value g > 0, how many pods ask g or more. A node
+	// with f free GPUs holds at most ⌊f/g⌋ of them, so podSlots(g) >= count is necessary (and,
+	// with a single GPU size and no binding scalars, sufficient).
+	thresh []struct{ g, count int }
+	desc   string
+}
+
+func (c *Cluster) summarize(g Gang) (demand, error) {
+	var d demand
+	sizes := map[int]int{}
+	var parts []string
+	for i, m := range g.Groups {
+		if m.Count < 0 || m.GPUs < 0 || m.NICs < 0 {
+			return d, fmt.Errorf("group %d (%s): negative count or request", i, m.Name)
+		}
+		if m.GPUs > MaxGPUsPerNode {
+			return d, &UnschedulableError{Reason: fmt.Sprintf("group %s asks %d GPUs per pod; no node has more than %d", m.Name, m.GPUs, MaxGPUsPerNode)}
+		}
+		if m.Count == 0 {
+			continue
+		}
+		d.pods += m.Count
+		d.gpus += m.Count * m.GPUs
+		if m.GPUs > 0 {
+			sizes[m.GPUs] += m.Count
+			parts = append(parts, fmt.Sprintf("%d pods x %d", m.Count, m.GPUs))
+		}
+	}
+	if d.pods == 0 {
+		return d, fmt.Errorf("empty gang")
+	}
+	for s := range sizes {
+		n := 0
+		for t, k := range sizes {
+			if t >= s {
+				n += k
+			}
+		}
+		d.thresh = append(d.thresh, struct{ g, count int }{s, n})
+	}
+	sort.Slice(d.thresh, func(i, j int) bool { return d.thresh[i].g > d.thresh[j].g })
+	d.desc = fmt.Sprintf("%d GPUs", d.gpus)
+	if len(parts) > 0 {
+		d.desc += " (" + strings.Join(parts, " + ") + ")"
+	}
+	return d, nil
+}
+
+func (n *demand) quickFit(d *domain) bool {
+	if d.nNodes == 0 || d.free < n.gpus {
+		return false
+	}
+	for _, t := range n.thresh {
+		if d.podSlots(t.g) < t.count {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Cluster) domainName(d *domain) string {
+	if d.level == len(c.levels) {
+		return "the cluster"
+	}
+	lvl := shortLevel(c.levels[d.level])
+	if strings.HasPrefix(d.name, lvl+"=") {
+		return lvl + " " + strings.TrimPrefix(d.name, lvl+"=")
+	}
+	return lvl + " of " + strings.Replace(d.name, "=", " ", 1)
+}
+
+// failReason explains, for a person, why no domain fits.
+func (c *Cluster) failReason(g Gang, need demand, reqLevel int, packFail string) string {
+	where := "in the cluster"
+	lvl := len(c.levels)
+	if reqLevel >= 0 {
+		lvl = reqLevel
+		where = "in one " + shortLevel(c.levels[reqLevel])
+	}
+	if packFail != "" {
+		return fmt.Sprintf("needs %s %s; %s", need.desc, where, packFail)
+	}
+	// The domain with the most free GPUs at the outermost level tried, and what blocks it.
+	var best *domain
+	for _, d := range c.list[lvl] {
+		if best == nil || d.free > best.free || (d.free == best.free && d.key < best.key) {
+			best = d
+		}
+	}
+	if best == nil || best.nNodes == 0 {
+		return fmt.Sprintf("needs %s %s; there are no nodes", need.desc, where)
+	}
+	what := "best"
+	if reqLevel >= 0 {
+		what = "best " + shortLevel(c.levels[reqLevel])
+	}
+	name := c.domainName(best)
+	if reqLevel >= 0 {
+		name = strings.TrimPrefix(name, shortLevel(c.levels[reqLevel])+" ")
+	}
+	if best.free < need.gpus {
+		if best.level == len(c.levels) {
+			return fmt.Sprintf("needs %s; the cluster has %d free", need.desc, best.free)
+		}
+		return fmt.Sprintf("needs %s %s; %s %s has %d free", need.desc, where, what, name, best.free)
+	}
+	for _, t := range need.thresh {
+		if s := best.podSlots(t.g); s < t.count {
+			return fmt.Sprintf("needs %s %s; %s %s has %d free GPUs but room for only %d of the %d pods needing %d+ GPUs on one node",
+				need.desc, where, what, name, best.free, s, t.count, t.g)
+		}
+	}
+	return fmt.Sprintf("needs %s %s; no domain fits", need.desc, where)
+}
+
+// packState is the scratch state of one packing attempt: the domain's nodes in locality order,
+// their free GPU masks and scalars as the plan consumes them, and per free-count min-heaps of
+// positions (best fit = lowest free count that fits; equal counts in locality order).
+type packState struct {
+	nodes   []*node
+	free    []uint64
+	scalars map[int][]int64
+	buckets [][]int
+}
+
+func (c *Cluster) pack(d *domain, g Gang, need demand) (*Plan, string) {
+	ps := &packState{scalars: map[int][]int64{}}
+	ps.nodes = appendLocalityOrder(ps.nodes, d)
+	ps.free = make([]uint64, len(ps.nodes))
+	ps.buckets = make([][]int, len(d.hist))
+	for i, n := range ps.nodes {
+		ps.free[i] = n.free
+		f := bits.OnesCount64(n.free)
+		ps.buckets[f] = append(ps.buckets[f], i) // ascending positions: already a heap
+	}
+	order := make([]int, len(g.Groups))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return g.Groups[order[a]].GPUs > g.Groups[order[b]].GPUs })
+	offsets := make([]int, len(g.Groups))
+	total := 0
+	for i, m := range g.Groups {
+		offsets[i] = total
+		total += m.Count
+	}
+	plan := &Plan{Domain: c.info(d), GPUsLeft: d.free - need.gpus, Placements: make([]Placement, total)}
+	for _, gi := range order {
+		m := g.Groups[gi]
+		want := c.scalarVec(m.Resources)
+		for o := 0; o < m.Count; o++ {
+			pos, f := ps.take(m.GPUs, want)
+			if pos < 0 {
+				return nil, fmt.Sprintf("no node left for member %d of %d of group %q (%d GPUs)", o+1, m.Count, m.Name, m.GPUs)
+			}
+			n := ps.nodes[pos]
+			var pl Placement
+			if n.topo != nil {
+				ch, _ := n.topo.Choose(ps.free[pos], GPURequest{GPUs: m.GPUs, NICs: m.NICs})
+				pl.GPUs, pl.NICs, pl.Quality = ch.GPUs, ch.NICs, ch.Quality
+			} else {
+				pl.GPUs, _ = firstFree(ps.free[pos], m.GPUs)
+			}
+			for _, x := range pl.GPUs {
+				ps.free[pos] &^= 1 << uint(x)
+			}
+			ps.consume(pos, want)
+			heapPush(&ps.buckets[f-m.GPUs], pos)
+			pl.Group, pl.Ordinal, pl.Node = gi, o, n.name
+			plan.Placements[offsets[gi]+o] = pl
+		}
+	}
+	return plan, ""
+}
+
+// appendLocalityOrder lists a domain's nodes depth first, children with more free GPUs first.
+func appendLocalityOrder(out []*node, d *domain) []*node {
+	if d.level == 0 {
+		return append(out, d.nodes...)
+	}
+	kids := append([]*domain(nil), d.kids...)
+	sort.Slice(kids, func(i, j int) bool {
+		if kids[i].free != kids[j].free {
+			return kids[i].free > kids[j].free
+		}
+		return kids[i].key < kids[j].key
+	})
+	for _, k := range kids {
+		out = appendLocalityOrder(out, k)
+	}
+	return out
+}
+
+func (c *Cluster) scalarVec(r Resources) []int64 {
+	if len(c.scalars) == 0 {
+		return nil
+	}
+	v := make([]int64, len(c.scalars))
+	any := false
+	for i, name := range c.scalars {
+		v[i] = r[name]
+		any = any || v[i] != 0
+	}
+	if !any {
+		return nil
+	}
+	return v
+}
+
+func (ps *packState) fits(pos int, want []int64) bool {
+	if want == nil {
+		return true
+	}
+	have := ps.scalars[pos]
+	if have == nil {
+		have = ps.nodes[pos].scalarF
+	}
+	for i, w := range want {
+		if have[i] < w {
+			return false
+		}
+	}
+	return true
+}
+
+func (ps *packState) consume(pos int, want []int64) {
+	if want == nil {
+		return
+	}
+	have := ps.scalars[pos]
+	if have == nil {
+		have = append([]int64(nil), ps.nodes[pos].scalarF...)
+		ps.scalars[pos] = have
+	}
+	for i, w := range want {
+		have[i] -= w
+	}
+}
+
+// take pops the best-fit node for a pod of g GPUs: the lowest free count ≥ g, the first node in
+// locality order whose scalars fit. Returns the position and its free count before the pod.
+func (ps *packState) take(g int, want []int64) (int, int) {
+	for f := g; f < len(ps.buckets); f++ {
+		var skipped []int
+		found := -1
+		for len(ps.buckets[f]) > 0 {
+			p := heapPop(&ps.buckets[f])
+			if ps.fits(p, want) {
+				found = p
+				break
+			}
+			skipped = append(skipped, p)
+		}
+		for _, p := range skipped {
+			heapPush(&ps.buckets[f], p)
+		}
+		if found >= 0 {
+			return found, f
+		}
+	}
+	return -1, 0
+}
+
+func heapPush(h *[]int, x int) {
+	a := append(*h, x)
+	i := len(a) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if a[p] <= a[i] {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+	*h = a
+}
+
+func heapPop(h *[]int) int {
+	a := *h
+	top := a[0]
+	last := len(a) - 1
+	a[0] = a[last]
+	a = a[:last]
+	i := 0
+	for {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(a) && a[l] < a[m] {
+			m = l
+		}
+		if r < len(a) && a[r] < a[m] {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
+	return top
+}
