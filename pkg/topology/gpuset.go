@@ -421,51 +421,40 @@ func (s *searcher) nicScore() int {
 	return score
 }
 
-// greedy is the fallback for very large nodes: start from the best pair, then add the GPU with the
-// best marginal (NVLinks, PCIe) gain, preferring GPUs with fewer links to the rest. Not exact.
+// greedy is the fallback for very large nodes: from every seed GPU, repeatedly add the GPU with the
+// best marginal (NVLinks, PCIe) gain, preferring GPUs with fewer links to the rest; keep the best
+// completed set by Quality. O(m²·k²). Not exact.
 func (s *searcher) greedy() {
 	n := s.t.n
-	var in [MaxGPUsPerNode]bool
-	depth := 0
-	gain := func(p int) (int, int) {
-		x, anv, apc := s.idx[p], 0, 0
-		for q := 0; q < depth; q++ {
-			y := s.chosen[q]
-			anv += int(s.t.nv[x*n+y])
-			apc += int(s.t.pcie[x*n+y])
-		}
-		return anv, apc
-	}
-	nv, pc, dnv, dpc := 0, 0, 0, 0
-	for depth < s.k {
-		bp, bnv, bpc := -1, 0, 0
-		for p := 0; p < s.m; p++ {
-			if in[p] {
-				continue
-			}
-			anv, apc := gain(p)
-			if depth == 0 { // seed: the GPU with the strongest single pair
-				for q := 0; q < s.m; q++ {
-					if q != p {
-						anv = max(anv, int(s.t.nv[s.idx[p]*n+s.idx[q]]))
-					}
+	s.found = false
+	for seed := 0; seed < s.m; seed++ {
+		var in [MaxGPUsPerNode]bool
+		var cur [MaxGPUsPerNode]int
+		in[seed], cur[0] = true, s.idx[seed]
+		nv, pc, dnv, dpc := 0, 0, s.degNV[seed], s.degPC[seed]
+		for depth := 1; depth < s.k; depth++ {
+			bp, bnv, bpc := -1, 0, 0
+			for p := 0; p < s.m; p++ {
+				if in[p] {
+					continue
+				}
+				x, anv, apc := s.idx[p], 0, 0
+				for q := 0; q < depth; q++ {
+					anv += int(s.t.nv[x*n+cur[q]])
+					apc += int(s.t.pcie[x*n+cur[q]])
+				}
+				if bp < 0 || anv > bnv || (anv == bnv && (apc > bpc ||
+					(apc == bpc && s.degNV[p]+s.degPC[p] < s.degNV[bp]+s.degPC[bp]))) {
+					bp, bnv, bpc = p, anv, apc
 				}
 			}
-			better := bp < 0 || anv > bnv || (anv == bnv && (apc > bpc ||
-				(apc == bpc && s.degNV[p]+s.degPC[p] < s.degNV[bp]+s.degPC[bp])))
-			if better {
-				bp, bnv, bpc = p, anv, apc
-			}
+			in[bp], cur[depth] = true, s.idx[bp]
+			nv, pc, dnv, dpc = nv+bnv, pc+bpc, dnv+s.degNV[bp], dpc+s.degPC[bp]
 		}
-		in[bp] = true
-		anv, apc := gain(bp)
-		nv, pc, dnv, dpc = nv+anv, pc+apc, dnv+s.degNV[bp], dpc+s.degPC[bp]
-		s.chosen[depth] = s.idx[bp]
-		depth++
+		copy(s.chosen[:s.k], cur[:s.k])
+		sort.Ints(s.chosen[:s.k])
+		s.leaf(nv, pc, dnv, dpc)
 	}
-	sort.Ints(s.chosen[:s.k])
-	s.found = false
-	s.leaf(nv, pc, dnv, dpc)
 }
 
 func binomial(n, k int) int {
