@@ -1,0 +1,246 @@
+package topology
+
+import (
+	"fmt"
+	"math/rand"
+	"strings"
+	"testing"
+)
+
+type bfNode struct {
+	name string
+	free int
+	keys []string // per level, then "" for the cluster
+}
+
+// bfKeys re-derives domain keys from labels by the documented rule, independently of Cluster.
+func bfKeys(levels []string, name string, lab map[string]string) []string {
+	L := len(levels)
+	local := make([]string, L)
+	for l := range levels {
+		short := levels[l][strings.LastIndex(levels[l], "/")+1:]
+		switch v := lab[levels[l]]; {
+		case v != "":
+			local[l] = short + "=" + v
+		case l == 0:
+			local[l] = "node=" + name
+		default:
+			local[l] = local[l-1]
+		}
+	}
+	keys := make([]string, L+1)
+	for l := L - 1; l >= 0; l-- {
+		keys[l] = local[l]
+		if l < L-1 {
+			keys[l] = keys[l+1] + "/" + local[l]
+		}
+	}
+	return keys
+}
+
+// bfFeasible: can pods (GPU counts) be placed on nodes with these free counts? Exhaustive.
+func bfFeasible(free []int, pods []int) bool {
+	if len(free) == 0 {
+		return false
+	}
+	var rec func(i int) bool
+	rec = func(i int) bool {
+		if i == len(pods) {
+			return true
+		}
+		for n := range free {
+			if free[n] >= pods[i] {
+				free[n] -= pods[i]
+				ok := rec(i + 1)
+				free[n] += pods[i]
+				if ok {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return rec(0)
+}
+
+type bfResult struct {
+	ok    bool
+	level int
+	left  int
+	key   string
+}
+
+func bfPlan(levels []string, nodes []bfNode, g Gang) bfResult {
+	L := len(levels)
+	var tryLevels []int
+	switch g.Policy.Mode {
+	case PolicyNone:
+		tryLevels = []int{L}
+	case PolicyPreferred:
+		for l := 0; l <= L; l++ {
+			tryLevels = append(tryLevels, l)
+		}
+	case PolicyRequired:
+		for l := 0; l < L; l++ {
+			tryLevels = append(tryLevels, l)
+			if levels[l] == g.Policy.Level {
+				break
+			}
+		}
+	}
+	var pods []int
+	need := 0
+	for _, m := range g.Groups {
+		for i := 0; i < m.Count; i++ {
+			pods = append(pods, m.GPUs)
+			need += m.GPUs
+		}
+	}
+	var best bfResult
+	for _, l := range tryLevels {
+		doms := map[string][]int{}
+		for _, n := range nodes {
+			doms[n.keys[l]] = append(doms[n.keys[l]], n.free)
+		}
+		for key, free := range doms {
+			if !bfFeasible(free, pods) {
+				continue
+			}
+			total := 0
+			for _, f := range free {
+				total += f
+			}
+			r := bfResult{true, l, total - need, key}
+			if !best.ok || r.level < best.level || (r.level == best.level && (r.left < best.left || (r.left == best.left && r.key < best.key))) {
+				best = r
+			}
+		}
+	}
+	return best
+}
+
+// TestPlanMatchesBruteForce: on random small clusters the planner's (level, GPUs left, domain)
+// equals brute force's optimum for gangs of one GPU size plus CPU-only members (where the packing
+// is exact), and is never better than the optimum (i.e. never infeasible) for mixed sizes.
+func TestPlanMatchesBruteForce(t *testing.T) {
+	r := rand.New(rand.NewSource(11))
+	levels := []string{lBlock, lSpine}
+	pick := func(vals ...string) string { return vals[r.Intn(len(vals))] }
+	mixedWorse, mixed, exactRuns := 0, 0, 0
+	for it := 0; it < 4000; it++ {
+		c := NewCluster(levels, nil)
+		var nodes []bfNode
+		for i, nn := 0, 1+r.Intn(6); i < nn; i++ {
+			name := fmt.Sprint("n", i)
+			nG := []int{2, 4, 8}[r.Intn(3)]
+			lab := labels(lBlock, pick("", "b0", "b1", "b2"), lSpine, pick("", "s0", "s1"))
+			var used []int
+			for g := 0; g < nG; g++ {
+				if r.Intn(3) == 0 {
+					used = append(used, g)
+				}
+			}
+			mustSet(t, c, NodeSpec{Name: name, Labels: lab, GPUCount: nG, UsedGPUs: used})
+			nodes = append(nodes, bfNode{name, nG - len(used), bfKeys(levels, name, lab)})
+		}
+		g := Gang{Groups: []MemberGroup{{Name: "w", Count: 1 + r.Intn(4), GPUs: 1 + r.Intn(8)}}}
+		isMixed := r.Intn(4) == 0
+		if isMixed {
+			g.Groups = append(g.Groups, MemberGroup{Name: "w2", Count: 1 + r.Intn(3), GPUs: 1 + r.Intn(6)})
+		}
+		if r.Intn(2) == 0 {
+			g.Groups = append(g.Groups, MemberGroup{Name: "launcher", Count: 1})
+		}
+		switch r.Intn(4) {
+		case 0:
+			g.Policy = Policy{Mode: PolicyNone}
+		case 1:
+			g.Policy = Policy{Mode: PolicyPreferred}
+		case 2:
+			g.Policy = Policy{Mode: PolicyRequired, Level: lBlock}
+		case 3:
+			g.Policy = Policy{Mode: PolicyRequired, Level: lSpine}
+		}
+		want := bfPlan(levels, nodes, g)
+		p, err := c.Plan(g)
+		if err == nil {
+			checkPlan(t, c, g, p)
+			if !want.ok {
+				t.Fatalf("it %d: planner placed a gang brute force cannot: %+v", it, p.Domain)
+			}
+		}
+		got := bfResult{err == nil, 0, 0, ""}
+		if p != nil {
+			got = bfResult{true, p.Domain.Level, p.GPUsLeft, p.Domain.Key}
+		}
+		if isMixed && g.Groups[0].GPUs != g.Groups[1].GPUs {
+			mixed++
+			if got != want {
+				if got.ok && (got.level < want.level || (got.level == want.level && got.left < want.left)) {
+					t.Fatalf("it %d: planner %+v beats the optimum %+v", it, got, want)
+				}
+				mixedWorse++
+			}
+			continue
+		}
+		exactRuns++
+		if got != want {
+			t.Fatalf("it %d: policy %+v gang %+v nodes %+v:\nplanner %+v (err %v)\nbrute   %+v", it, g.Policy, g.Groups, nodes, got, err, want)
+		}
+	}
+	if exactRuns < 2000 {
+		t.Fatalf("only %d exact comparisons", exactRuns)
+	}
+	t.Logf("%d exact comparisons equal; mixed-size gangs: %d of %d worse than optimum (best-fit-decreasing)", exactRuns, mixedWorse, mixed)
+}
+
+// TestPlanNeverDoubleBooksAcrossGangs plans and applies random gangs on one cluster until it is
+// full, then checks every GPU was handed out at most once and the counts add up.
+func TestPlanNeverDoubleBooksAcrossGangs(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	c := fabric(t, 2, 3, 5, func(s, b, n int) []int {
+		var u []int
+		for g := 0; g < 8; g++ {
+			if r.Intn(4) == 0 {
+				u = append(u, g)
+			}
+		}
+		return u
+	})
+	start := c.Domains(len(c.levels))[0].FreeGPUs
+	handed := map[string]uint64{}
+	total := 0
+	for i := 0; i < 200; i++ {
+		g := Gang{Groups: workers(1+r.Intn(6), []int{1, 2, 4, 8}[r.Intn(4)]),
+			Policy: Policy{Mode: PolicyMode(r.Intn(3)), Level: lBlock}}
+		p, err := c.Plan(g)
+		if err != nil {
+			continue
+		}
+		checkPlan(t, c, g, p)
+		if err := c.Apply(g, p); err != nil {
+			t.Fatal(err)
+		}
+		for _, pl := range p.Placements {
+			for _, x := range pl.GPUs {
+				if handed[pl.Node]&(1<<uint(x)) != 0 {
+					t.Fatalf("GPU %d on %s handed out twice", x, pl.Node)
+				}
+				handed[pl.Node] |= 1 << uint(x)
+				total++
+			}
+		}
+	}
+	left := c.Domains(len(c.levels))[0].FreeGPUs
+	if start-left != total || total == 0 {
+		t.Fatalf("start %d, left %d, handed out %d", start, left, total)
+	}
+	recount := 0
+	for name := range c.nodes {
+		f, _ := c.FreeGPUs(name)
+		recount += len(f)
+	}
+	if recount != left {
+		t.Fatalf("cluster says %d free, nodes say %d", left, recount)
+	}
+}
