@@ -1,0 +1,21 @@
+/*
+Copyright 2026 The t9k Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package v1beta1 holds the device.tensorstack.dev/v1beta1 API: NodeDevices, the per-node inventory of
+// GPUs, RDMA NICs and their topology that the device-agent publishes and the t9k scheduler reads.
+// +kubebuilder:object:generate=true
+// +groupName=device.tensorstack.dev
+package v1beta1
