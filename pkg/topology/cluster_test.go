@@ -50,8 +50,8 @@ func TestDomainDerivation(t *testing.T) {
 		level int
 		same  bool
 	}{
-		{"a1", "a2", 1, true},   // same block
-		{"a1", "a2", 0, false},  // no clique label: each its own clique
+		{"a1", "a2", 1, true},    // same block
+		{"a1", "a2", 0, false},   // no clique label: each its own clique
 		{"a1", "lone", 1, false}, // lone has no block: its own block
 		{"a1", "lone", 2, true},  // but the same spine
 		{"bare", "a1", 2, false}, // bare is alone at every level

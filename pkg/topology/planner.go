@@ -38,6 +38,10 @@ type MemberGroup struct {
 type Gang struct {
 	Groups []MemberGroup
 	Policy Policy
+	// Exclude, if set, rules nodes out (taints, affinity, nodes being drained: whatever the
+	// adapter's filters reject for every member). Domain screening does not see it, so heavy use
+	// costs extra packing attempts, not correctness.
+	Exclude func(node string) bool
 }
 
 // Placement is one member's place.
@@ -250,24 +254,21 @@ func (c *Cluster) failReason(g Gang, need demand, reqLevel int, packFail string)
 	if best == nil || best.nNodes == 0 {
 		return fmt.Sprintf("needs %s %s; there are no nodes", need.desc, where)
 	}
-	what := "best"
+	subject := "the cluster"
 	if reqLevel >= 0 {
-		what = "best " + shortLevel(c.levels[reqLevel])
-	}
-	name := c.domainName(best)
-	if reqLevel >= 0 {
-		name = strings.TrimPrefix(name, shortLevel(c.levels[reqLevel])+" ")
+		lv := shortLevel(c.levels[reqLevel])
+		subject = "best " + lv + " " + strings.TrimPrefix(c.domainName(best), lv+" ")
 	}
 	if best.free < need.gpus {
-		if best.level == len(c.levels) {
+		if reqLevel < 0 {
 			return fmt.Sprintf("needs %s; the cluster has %d free", need.desc, best.free)
 		}
-		return fmt.Sprintf("needs %s %s; %s %s has %d free", need.desc, where, what, name, best.free)
+		return fmt.Sprintf("needs %s %s; %s has %d free", need.desc, where, subject, best.free)
 	}
 	for _, t := range need.thresh {
 		if s := best.podSlots(t.g); s < t.count {
-			return fmt.Sprintf("needs %s %s; %s %s has %d free GPUs but room for only %d of the %d pods needing %d+ GPUs on one node",
-				need.desc, where, what, name, best.free, s, t.count, t.g)
+			return fmt.Sprintf("needs %s %s; %s has %d free GPUs but room for only %d of the %d pods needing %d+ GPUs on one node",
+				need.desc, where, subject, best.free, s, t.count, t.g)
 		}
 	}
 	return fmt.Sprintf("needs %s %s; no domain fits", need.desc, where)
@@ -286,6 +287,15 @@ type packState struct {
 func (c *Cluster) pack(d *domain, g Gang, need demand) (*Plan, string) {
 	ps := &packState{scalars: map[int][]int64{}}
 	ps.nodes = appendLocalityOrder(ps.nodes, d)
+	if g.Exclude != nil {
+		kept := ps.nodes[:0]
+		for _, n := range ps.nodes {
+			if !g.Exclude(n.name) {
+				kept = append(kept, n)
+			}
+		}
+		ps.nodes = kept
+	}
 	ps.free = make([]uint64, len(ps.nodes))
 	ps.buckets = make([][]int, len(d.hist))
 	for i, n := range ps.nodes {

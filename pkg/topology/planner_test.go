@@ -257,9 +257,9 @@ func TestPlanGB200Clique(t *testing.T) {
 		want   string
 		err    string
 	}{
-		{12, Policy{Mode: PolicyPreferred}, "gpu.clique=uuid.B", ""},      // only B has 12 free trays
-		{8, Policy{Mode: PolicyPreferred}, "gpu.clique=uuid.A", ""},       // both fit; A leaves less
-		{20, Policy{Mode: PolicyPreferred}, "block=b0", ""},               // spans both
+		{12, Policy{Mode: PolicyPreferred}, "gpu.clique=uuid.B", ""}, // only B has 12 free trays
+		{8, Policy{Mode: PolicyPreferred}, "gpu.clique=uuid.A", ""},  // both fit; A leaves less
+		{20, Policy{Mode: PolicyPreferred}, "block=b0", ""},          // spans both
 		{17, Policy{Mode: PolicyRequired, Level: lClique}, "", "needs 68 GPUs (17 pods x 4) in one gpu.clique; best gpu.clique uuid.B has 64 free"},
 	} {
 		p, err := c.Plan(Gang{Groups: workers(tc.pods, 4), Policy: tc.policy})
@@ -307,5 +307,42 @@ func TestPlanDoesNotMutateAndApplyIsAtomic(t *testing.T) {
 	}
 	if p3.Domain.Key == p1.Domain.Key {
 		t.Fatalf("second gang planned into the full domain %q", p1.Domain.Key)
+	}
+}
+
+func TestPlanWithoutLevelsAndExclude(t *testing.T) {
+	topo := mustTopo(t, l40sSpec())
+	c := NewCluster(nil, nil)
+	for i := 0; i < 3; i++ {
+		mustSet(t, c, NodeSpec{Name: fmt.Sprint("n", i), Topology: topo, UsedGPUs: gpus(2 * i)})
+	}
+	g := Gang{Groups: workers(2, 4), Policy: Policy{Mode: PolicyPreferred}}
+	p, err := c.Plan(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPlan(t, c, g, p)
+	// Best fit: n2 (4 free: GPUs 4-7) and n1 (6 free) rather than the empty n0.
+	if p.Placements[0].Node != "n2" || fmt.Sprint(p.Placements[0].GPUs) != "[4 5 6 7]" || p.Placements[1].Node != "n1" {
+		t.Errorf("placements %+v", p.Placements)
+	}
+	g.Exclude = func(n string) bool { return n == "n2" }
+	p, err = c.Plan(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pl := range p.Placements {
+		if pl.Node == "n2" {
+			t.Fatal("excluded node used")
+		}
+	}
+	g.Exclude = func(string) bool { return true }
+	if _, err := c.Plan(g); err == nil || !strings.Contains(err.Error(), "no node left for member 1 of 2") {
+		t.Fatalf("err = %v", err)
+	}
+	g.Exclude = nil
+	g.Groups = workers(2, 8)
+	if _, err := c.Plan(g); err == nil || err.Error() != "needs 16 GPUs (2 pods x 8) in the cluster; the cluster has 18 free GPUs but room for only 1 of the 2 pods needing 8+ GPUs on one node" {
+		t.Fatalf("err = %v", err)
 	}
 }
