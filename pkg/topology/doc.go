@@ -30,7 +30,8 @@
 // screened with the histograms (a necessary condition, exact for one GPU size without binding
 // scalars), ordered by the objective, and packed one by one until one succeeds: pods largest
 // first, each to the node with the fewest free GPUs that fit (several members may share a node;
-// the plan tracks what it took, so it never double-books), ties in locality order.
+// the plan tracks what it took, so it never double-books), ties in locality order. Gang.Exclude
+// lets the adapter rule out nodes its filters reject.
 //
 // Cost: O(domains·G) for screening plus O(nodes in the domain + pods·(G + log nodes)) per domain
 // packed — O(nodes) per gang, not O(nodes × pods). Plan does not change the cluster; Apply (or
