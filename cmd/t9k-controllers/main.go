@@ -1,0 +1,50 @@
+// Command t9k-controllers runs the TensorStack job controllers, Queue/PodGroup lifecycle and
+// admission webhooks in one controller-runtime manager.
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/pflag"
+	"k8s.io/component-base/logs"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/tensorstack/t9k/pkg/controllers"
+)
+
+func main() {
+	var opts controllers.Options
+	var kubeconfig string
+	fs := pflag.CommandLine
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster config when empty.")
+	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; \"0\" disables them.")
+	fs.BoolVar(&opts.LeaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles.")
+	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "t9k-system", "Namespace of the leader-election Lease.")
+	logs.AddFlags(fs)
+	pflag.Parse()
+	logs.InitLogs()
+	defer logs.FlushLogs()
+	ctrl.SetLogger(klog.NewKlogr())
+	log := klog.Background().WithName("t9k-controllers")
+
+	if kubeconfig != "" {
+		_ = os.Setenv("KUBECONFIG", kubeconfig) // read by ctrl.GetConfig
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "no cluster configuration")
+		os.Exit(1)
+	}
+	mgr, err := controllers.NewManager(cfg, opts)
+	if err != nil {
+		log.Error(err, "setting up")
+		os.Exit(1)
+	}
+	log.Info("starting", "metrics", opts.MetricsAddr, "probes", opts.ProbeAddr, "leaderElect", opts.LeaderElect)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "manager exited")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,136 @@
+// Command t9k-local runs a simulated GPU cluster on this machine: a real kube-apiserver + etcd,
+// kwok nodes with GPUs in a spine/block topology, and t9k-scheduler, t9k-controllers and the
+// device-agent as child processes. Ctrl-C tears it all down.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/tensorstack/t9k/pkg/controlplane"
+	"github.com/tensorstack/t9k/pkg/localcluster"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "t9k-local: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	spec := localcluster.DefaultSpec()
+	root, _ := controlplane.ModuleRoot()
+	var (
+		dir       = flag.String("dir", ".t9k-local", "Directory for the kubeconfig, configs and logs.")
+		binDir    = flag.String("bin-dir", filepath.Join(root, "bin"), "Directory with kube-apiserver, etcd, kwok and the t9k binaries.")
+		schedCfg  = flag.String("scheduler-config", filepath.Join(root, "manifests", "scheduler", "t9k-scheduler.yaml"), "KubeSchedulerConfiguration for t9k-scheduler.")
+		crdDir    = flag.String("crd-dir", "", "CRDs to install (default: manifests/crd of this repository).")
+		noAgent   = flag.Bool("no-device-agent", false, "Do not start the device-agent.")
+		readyOnly = flag.Bool("exit-when-ready", false, "Stop everything and exit 0 once the cluster is up (for scripts and tests).")
+	)
+	flag.IntVar(&spec.Spines, "spines", spec.Spines, "Number of spines.")
+	flag.IntVar(&spec.BlocksPerSpine, "blocks-per-spine", spec.BlocksPerSpine, "Blocks under each spine.")
+	flag.IntVar(&spec.NodesPerBlock, "nodes-per-block", spec.NodesPerBlock, "Nodes in each block.")
+	flag.IntVar(&spec.Machine.GPUs, "gpus-per-node", spec.Machine.GPUs, "GPUs per node.")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	c, err := localcluster.Start(ctx, localcluster.Options{
+		Dir: *dir, BinDir: *binDir, CRDDir: *crdDir, Spec: spec,
+		Progress: os.Stdout, Namespaces: []string{"t9k-system"},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Println("[t9k-local] stopping")
+		c.Stop()
+		fmt.Println("[t9k-local] stopped; nothing left running")
+	}()
+
+	if err := startBinaries(c, *binDir, *schedCfg, *noAgent); err != nil {
+		return err
+	}
+	// Give the children a moment to fail on bad flags or config before declaring success.
+	select {
+	case <-time.After(3 * time.Second):
+	case <-ctx.Done():
+		return nil
+	}
+	if err := c.Exited(); err != nil {
+		return err
+	}
+
+	fmt.Printf(`
+[t9k-local] cluster is up: %d nodes × %d GPUs (%d spines × %d blocks × %d nodes)
+  kubeconfig: %s
+  logs:       %s
+  try:        %s --kubeconfig %s get nodes -L network.topology.nvidia.com/block
+Press Ctrl-C to stop.
+`, spec.NodeCount(), spec.Machine.GPUs, spec.Spines, spec.BlocksPerSpine, spec.NodesPerBlock,
+		c.Kubeconfig, filepath.Join(c.Dir, "logs"), filepath.Join(*binDir, "kubectl"), c.Kubeconfig)
+
+	if *readyOnly {
+		return nil
+	}
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := c.Exited(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// startBinaries runs the three t9k binaries against the cluster.
+func startBinaries(c *localcluster.Cluster, binDir, schedCfg string, noAgent bool) error {
+	cfg := filepath.Join(c.Dir, "scheduler-config.yaml")
+	if err := localcluster.WriteSchedulerConfig(schedCfg, cfg, c.Kubeconfig); err != nil {
+		return fmt.Errorf("scheduler config: %w", err)
+	}
+	ports := make([]int, 4)
+	for i := range ports {
+		p, err := localcluster.FreePort()
+		if err != nil {
+			return err
+		}
+		ports[i] = p
+	}
+	fmt.Printf("[t9k-local] starting t9k-scheduler (https://127.0.0.1:%d/metrics)\n", ports[0])
+	if err := c.StartProcess("t9k-scheduler", filepath.Join(binDir, "t9k-scheduler"),
+		"--config="+cfg, "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports[0]),
+		"--authentication-skip-lookup", "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics"); err != nil {
+		return err
+	}
+	fmt.Printf("[t9k-local] starting t9k-controllers (http://127.0.0.1:%d/metrics)\n", ports[1])
+	if err := c.StartProcess("t9k-controllers", filepath.Join(binDir, "t9k-controllers"),
+		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false",
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2])); err != nil {
+		return err
+	}
+	if noAgent {
+		return nil
+	}
+	fmt.Printf("[t9k-local] starting device-agent for all simulated nodes (http://127.0.0.1:%d/metrics)\n", ports[3])
+	return c.StartProcess("device-agent", filepath.Join(binDir, "device-agent"),
+		"--kubeconfig="+c.Kubeconfig, "--simulate-nodes="+localcluster.LabelSimulated+"=true",
+		fmt.Sprintf("--metrics-addr=127.0.0.1:%d", ports[3]))
+}
