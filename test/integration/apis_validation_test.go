@@ -465,6 +465,7 @@ spec:
 			if err == nil {
 				t.Fatalf("accepted; want a rejection containing %q", tc.want)
 			}
+			t.Logf("rejected: %v", err)
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("rejection lacks %q:\n%v", w, err)
