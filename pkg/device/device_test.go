@@ -163,13 +163,29 @@ func TestMIGDevices(t *testing.T) {
 	}
 	st, _ := discover(t, m)
 	// A100 80GB profiles as NVIDIA names them: 3g.40gb, 1g.10gb.
+	require.NotNil(t, st.GPUs[2].MIG)
+	migs := st.GPUs[2].MIG.Devices
+	require.Len(t, migs, 3)
+	for _, md := range migs {
+		require.Len(t, md.UUIDs, 1)
+		assert.Regexp(t, `^MIG-[0-9a-f-]{36}$`, md.UUIDs[0])
+	}
+	assert.Equal(t, &v1.GPUMIG{Mode: v1.MIGEnabled, Devices: []v1.MIGDevice{
+		{Profile: "3g.40gb", GPUInstanceID: 0, MemoryMiB: 40192, ComputeInstances: 1, UUIDs: migs[0].UUIDs},
+		{Profile: "1g.10gb", GPUInstanceID: 1, MemoryMiB: 9856, ComputeInstances: 1, UUIDs: migs[1].UUIDs},
+		{Profile: "1g.10gb", GPUInstanceID: 2, MemoryMiB: 9856, ComputeInstances: 1, UUIDs: migs[2].UUIDs},
+	}}, st.GPUs[2].MIG)
+	assert.Equal(t, &v1.GPUMIG{Mode: v1.MIGDisabled}, st.GPUs[0].MIG)
+
+	// Without MIG device handles (older drivers, or go-nvml's bare mock) the GPU instances are
+	// enumerated instead: same devices, no UUIDs.
+	dev.GetMaxMigDeviceCountFunc = nil
+	st, _ = discover(t, m)
 	assert.Equal(t, &v1.GPUMIG{Mode: v1.MIGEnabled, Devices: []v1.MIGDevice{
 		{Profile: "3g.40gb", GPUInstanceID: 0, MemoryMiB: 40192, ComputeInstances: 1},
 		{Profile: "1g.10gb", GPUInstanceID: 1, MemoryMiB: 9856, ComputeInstances: 1},
 		{Profile: "1g.10gb", GPUInstanceID: 2, MemoryMiB: 9856, ComputeInstances: 1},
 	}}, st.GPUs[2].MIG)
-	assert.Equal(t, &v1.GPUMIG{Mode: v1.MIGDisabled}, st.GPUs[0].MIG)
-	assert.Nil(t, st.GPUs[0].MIG.Devices)
 }
 
 // A bare go-nvml mock leaves every topology call nil (they panic): discovery must survive with what

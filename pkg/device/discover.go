@@ -303,7 +303,7 @@ func (d *Discoverer) nvlinks(r *gpuRaw) {
 	var active, version int32
 	for l := 0; l < nvml.NVLINK_MAX_LINKS; l++ {
 		state, ret := r.dev.GetNvLinkState(l)
-		if ret == nvml.ERROR_INVALID_ARGUMENT || ret == nvml.ERROR_NOT_SUPPORTED && l == 0 {
+		if ret == nvml.ERROR_INVALID_ARGUMENT || (ret == nvml.ERROR_NOT_SUPPORTED && l == 0) {
 			break // past the last link, or no NVLink at all
 		}
 		if ret != nvml.SUCCESS || state != nvml.FEATURE_ENABLED {
@@ -327,8 +327,8 @@ func (d *Discoverer) nvlinks(r *gpuRaw) {
 		if isSwitch {
 			r.switchLinks++
 		} else if remote != "" {
-			// Without the remote type (old drivers) a remote that is not a local GPU is taken as a
-			// switch when peers are linked (NCCL's "invisible NVSwitch").
+			// Counted per remote bus; linkPeers reclassifies a remote that is no local GPU as a
+			// switch (drivers without the remote-type call; NCCL's "invisible NVSwitch").
 			r.gpuLinks[remote]++
 		}
 	}
@@ -430,6 +430,66 @@ func migState(dev nvml.Device) *v1.GPUMIG {
 	if cur != nvml.DEVICE_MIG_ENABLE {
 		return mig
 	}
+	// MIG device handles are what nvidia-smi -L walks and need no privileges; enumerating GPU
+	// instances works where handles do not (older drivers, go-nvml's mock) but needs root.
+	var byHandle []v1.MIGDevice
+	if err := safely("MIG device handles", func() { byHandle = migDevicesByHandle(dev) }); err == nil && byHandle != nil {
+		mig.Devices = byHandle
+	} else {
+		mig.Devices = migDevicesByInstance(dev)
+	}
+	sort.Slice(mig.Devices, func(i, j int) bool { return mig.Devices[i].GPUInstanceID < mig.Devices[j].GPUInstanceID })
+	if len(mig.Devices) == 0 {
+		mig.Devices = nil // as the API server returns it, so that comparisons see no change
+	}
+	return mig
+}
+
+func migProfile(slices uint32, memMB uint64) string {
+	return fmt.Sprintf("%dg.%dgb", slices, (memMB+1023)/1024)
+}
+
+// migDevicesByHandle groups the MIG devices (one per compute instance) by GPU instance. It returns
+// nil when the driver cannot enumerate them.
+func migDevicesByHandle(dev nvml.Device) []v1.MIGDevice {
+	n, ret := dev.GetMaxMigDeviceCount()
+	if ret != nvml.SUCCESS {
+		return nil
+	}
+	byGI := map[int]*v1.MIGDevice{}
+	for i := 0; i < n; i++ {
+		md, ret := dev.GetMigDeviceHandleByIndex(i)
+		if ret != nvml.SUCCESS {
+			continue // NOT_FOUND: no MIG device in this slot
+		}
+		gi, ret := md.GetGpuInstanceId()
+		if ret != nvml.SUCCESS {
+			continue
+		}
+		attrs, ret := md.GetAttributes()
+		if ret != nvml.SUCCESS {
+			continue
+		}
+		e, ok := byGI[gi]
+		if !ok {
+			e = &v1.MIGDevice{Profile: migProfile(attrs.GpuInstanceSliceCount, attrs.MemorySizeMB), GPUInstanceID: int32(gi), MemoryMiB: int64(attrs.MemorySizeMB)}
+			byGI[gi] = e
+		}
+		e.ComputeInstances++
+		if u, ret := md.GetUUID(); ret == nvml.SUCCESS {
+			e.UUIDs = append(e.UUIDs, u)
+		}
+	}
+	out := []v1.MIGDevice{}
+	for _, e := range byGI {
+		out = append(out, *e)
+	}
+	return out
+}
+
+// migDevicesByInstance enumerates GPU instances per profile (needs a privileged caller).
+func migDevicesByInstance(dev nvml.Device) []v1.MIGDevice {
+	var out []v1.MIGDevice
 	for p := 0; p < nvml.GPU_INSTANCE_PROFILE_COUNT; p++ {
 		info, ret := dev.GetGpuInstanceProfileInfo(p)
 		if ret != nvml.SUCCESS {
@@ -444,11 +504,7 @@ func migState(dev nvml.Device) *v1.GPUMIG {
 			if ret != nvml.SUCCESS {
 				continue
 			}
-			md := v1.MIGDevice{
-				Profile:       fmt.Sprintf("%dg.%dgb", info.SliceCount, (info.MemorySizeMB+1023)/1024),
-				GPUInstanceID: int32(gii.Id),
-				MemoryMiB:     int64(info.MemorySizeMB),
-			}
+			md := v1.MIGDevice{Profile: migProfile(info.SliceCount, info.MemorySizeMB), GPUInstanceID: int32(gii.Id), MemoryMiB: int64(info.MemorySizeMB)}
 			for cp := 0; cp < nvml.COMPUTE_INSTANCE_PROFILE_COUNT; cp++ {
 				ci, ret := gi.GetComputeInstanceProfileInfo(cp, nvml.COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED)
 				if ret != nvml.SUCCESS {
@@ -458,11 +514,10 @@ func migState(dev nvml.Device) *v1.GPUMIG {
 					md.ComputeInstances += int32(len(cis))
 				}
 			}
-			mig.Devices = append(mig.Devices, md)
+			out = append(out, md)
 		}
 	}
-	sort.Slice(mig.Devices, func(i, j int) bool { return mig.Devices[i].GPUInstanceID < mig.Devices[j].GPUInstanceID })
-	return mig
+	return out
 }
 
 var gfdUnsafe = regexp.MustCompile(`[^A-Za-z0-9-_. ]`)

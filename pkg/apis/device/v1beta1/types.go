@@ -225,6 +225,10 @@ type MIGDevice struct {
 	// ComputeInstances is the number of compute instances created in it.
 	// +optional
 	ComputeInstances int32 `json:"computeInstances,omitempty"`
+	// UUIDs of its MIG devices ("MIG-<uuid>", one per compute instance), what NVIDIA_VISIBLE_DEVICES
+	// takes. Empty when the driver only lets privileged callers enumerate MIG.
+	// +optional
+	UUIDs []string `json:"uuids,omitempty"`
 }
 
 // GPUHealth is the agent's verdict on a GPU.
