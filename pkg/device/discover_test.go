@@ -179,8 +179,9 @@ SYS  SYS  SYS  SYS  SYS  SYS  NODE NODE NODE NODE PIX  NODE
 SYS  SYS  SYS  SYS  SYS  SYS  NODE NODE NODE NODE NODE PIX`,
 }
 
-// DGX A100 (NPS4): six NVSwitches (NV12 everywhere); GPU0/1 NUMA 3 with mlx5_0/1, GPU2/3 NUMA 1 with
-// mlx5_2/3, GPU4/5 NUMA 7 with mlx5_6/7, GPU6/7 NUMA 5 with mlx5_8/9, GPU to its NICs PXB, the rest SYS.
+// DGX A100 (NPS4), nvidia-smi topo -m as published for a DGX A100: NV12 everywhere (six NVSwitches);
+// GPU0/1 NUMA 3 (48-63,176-191) PXB to mlx5_0/1, GPU2/3 NUMA 1 PXB to mlx5_2/3, GPU4/5 NUMA 7 PXB to
+// mlx5_6/7, GPU6/7 NUMA 5 PXB to mlx5_8/9; the storage ports mlx5_4/5 and mlx5_10/11 are SYS to all.
 var hgxA100 = machine{
 	fixture: "hgx-a100", product: "NVIDIA-A100-SXM4-80GB", memMiB: 81920, driver: driver550, migCapable: true,
 	nvlinkV: 3, activeLinks: 12, nvswitch: "node",
@@ -204,24 +205,29 @@ NV12 NV12 NV12 NV12 NV12 X    NV12 NV12
 NV12 NV12 NV12 NV12 NV12 NV12 X    NV12
 NV12 NV12 NV12 NV12 NV12 NV12 NV12 X`,
 	nics: []v1.NIC{
-		ib("mlx5_0", "ibp12s0", "0000:0c:00.0", "pci0000:00", "0000:01:00.0", 3, hdr, 200),
-		ib("mlx5_1", "ibp18s0", "0000:12:00.0", "pci0000:00", "0000:01:00.0", 3, hdr, 200),
-		ib("mlx5_2", "ibp75s0", "0000:4b:00.0", "pci0000:40", "0000:41:00.0", 1, hdr, 200),
-		ib("mlx5_3", "ibp84s0", "0000:54:00.0", "pci0000:40", "0000:41:00.0", 1, hdr, 200),
-		ib("mlx5_6", "ibp141s0", "0000:8d:00.0", "pci0000:80", "0000:81:00.0", 7, hdr, 200),
-		ib("mlx5_7", "ibp148s0", "0000:94:00.0", "pci0000:80", "0000:81:00.0", 7, hdr, 200),
-		ib("mlx5_8", "ibp186s0", "0000:ba:00.0", "pci0000:a0", "0000:a1:00.0", 5, hdr, 200),
-		ib("mlx5_9", "ibp204s0", "0000:cc:00.0", "pci0000:a0", "0000:a1:00.0", 5, hdr, 200),
+		ib("mlx5_0", "ibp12s0", "0000:0c:00.0", "pci0000:00", "0000:0a:00.0", 3, hdr, 200),
+		ib("mlx5_1", "ibp18s0", "0000:12:00.0", "pci0000:00", "0000:10:00.0", 3, hdr, 200),
+		ib("mlx5_2", "ibp75s0", "0000:4b:00.0", "pci0000:40", "0000:49:00.0", 1, hdr, 200),
+		ib("mlx5_3", "ibp84s0", "0000:54:00.0", "pci0000:40", "0000:52:00.0", 1, hdr, 200),
+		eth("mlx5_4", "enp97s0f0np0", "0000:61:00.0", "pci0000:60", "", 2, hdr, 200),
+		eth("mlx5_5", "enp97s0f1np1", "0000:61:00.1", "pci0000:60", "", 2, hdr, 200),
+		ib("mlx5_6", "ibp141s0", "0000:8d:00.0", "pci0000:80", "0000:8b:00.0", 7, hdr, 200),
+		ib("mlx5_7", "ibp148s0", "0000:94:00.0", "pci0000:80", "0000:92:00.0", 7, hdr, 200),
+		ib("mlx5_8", "ibp186s0", "0000:ba:00.0", "pci0000:a0", "0000:b8:00.0", 5, hdr, 200),
+		ib("mlx5_9", "ibp204s0", "0000:cc:00.0", "pci0000:a0", "0000:ca:00.0", 5, hdr, 200),
+		eth("mlx5_10", "enp225s0f0np0", "0000:e1:00.0", "pci0000:e0", "", 6, hdr, 200),
+		eth("mlx5_11", "enp225s0f1np1", "0000:e1:00.1", "pci0000:e0", "", 6, hdr, 200),
 	},
+	//   mlx5_0 1  2   3   4   5   6   7   8   9   10  11
 	nicMatrix: `
-PXB PXB SYS SYS SYS SYS SYS SYS
-PXB PXB SYS SYS SYS SYS SYS SYS
-SYS SYS PXB PXB SYS SYS SYS SYS
-SYS SYS PXB PXB SYS SYS SYS SYS
-SYS SYS SYS SYS PXB PXB SYS SYS
-SYS SYS SYS SYS PXB PXB SYS SYS
-SYS SYS SYS SYS SYS SYS PXB PXB
-SYS SYS SYS SYS SYS SYS PXB PXB`,
+PXB PXB SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS
+PXB PXB SYS SYS SYS SYS SYS SYS SYS SYS SYS SYS
+SYS SYS PXB PXB SYS SYS SYS SYS SYS SYS SYS SYS
+SYS SYS PXB PXB SYS SYS SYS SYS SYS SYS SYS SYS
+SYS SYS SYS SYS SYS SYS PXB PXB SYS SYS SYS SYS
+SYS SYS SYS SYS SYS SYS PXB PXB SYS SYS SYS SYS
+SYS SYS SYS SYS SYS SYS SYS SYS PXB PXB SYS SYS
+SYS SYS SYS SYS SYS SYS SYS SYS PXB PXB SYS SYS`,
 }
 
 // 2-8-5 PCIe server: no NVLink (topo -m shows only PCIe levels), no MIG on L40S; four PCIe switches

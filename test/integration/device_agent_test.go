@@ -88,7 +88,7 @@ func TestDeviceAgent(t *testing.T) {
 		nics    int32
 	}{
 		"dgx-0": {8, "NVIDIA-H100-80GB-HBM3", 12}, "dgx-1": {8, "NVIDIA-H100-80GB-HBM3", 12},
-		"a100-0": {8, "NVIDIA-A100-SXM4-80GB", 8}, "l40s-0": {8, "NVIDIA-L40S", 4}, "plain": {8, "NVIDIA-L40S", 4},
+		"a100-0": {8, "NVIDIA-A100-SXM4-80GB", 12}, "l40s-0": {8, "NVIDIA-L40S", 4}, "plain": {8, "NVIDIA-L40S", 4},
 		"bridged-0": {8, "NVIDIA-A100-80GB-PCIe", 2},
 		"gb-0":      {4, "NVIDIA-GB200", 4}, "gb-1": {4, "NVIDIA-GB200", 4}, "gb-2": {4, "NVIDIA-GB200", 4},
 	}
