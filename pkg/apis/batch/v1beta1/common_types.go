@@ -436,6 +436,13 @@ type JobStatus struct {
 	// BackoffCount is the number of restarts performed, summed over all replicas.
 	// +optional
 	BackoffCount int32 `json:"backoffCount,omitempty"`
+	// StartTime is when the controller first acted on the job; runPolicy.activeDeadlineSeconds
+	// counts from here.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// CompletionTime is when the job reached Succeeded or Failed.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 
 // DependentStatus reports an object the job created beside its pods (its TensorBoard).
