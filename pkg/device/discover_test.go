@@ -130,7 +130,8 @@ var driver550 = v1.DriverInfo{DriverVersion: "550.54.15", CUDADriverVersion: "12
 
 // DGX H100 User Guide: NVSwitch (NV18 everywhere), GPUs 0-3 on CPU 0, 4-7 on CPU 1; Table 6 pairs
 // GPU0..7 with mlx5_0, 3, 4, 5, 6, 9, 10, 11 (ibp24s0, ibp64s0, ibp79s0, ibp94s0, ibp154s0, ibp192s0,
-// ibp206s0, ibp220s0), each on the GPU's PCIe switch; the GPU is 3 buses after its NIC.
+// ibp206s0, ibp220s0), each on the GPU's PCIe switch; the GPU is 3 buses after its NIC. GPU bus ids
+// 1b, 43, 52, 61, 9d, c3, d1, df and 81559 MiB are what nvidia-smi prints on a DGX H100.
 var dgxH100 = machine{
 	fixture: "dgx-h100", product: "NVIDIA-H100-80GB-HBM3", memMiB: 81559, driver: driver550, migCapable: true,
 	nvlinkV: 4, activeLinks: 18, nvswitch: "node",
