@@ -52,6 +52,13 @@ type PodGroupSpec struct {
 	// means None.
 	// +optional
 	TopologyPolicy *TopologyPolicy `json:"topologyPolicy,omitempty"`
+	// ScheduleTimeoutSeconds overrides, for this group, how long the scheduler holds the members
+	// it has placed while waiting for the rest of the quorum; when it runs out every placed member
+	// is released. Unset means the scheduler's default (T9kGang args scheduleTimeoutSeconds).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=86400
+	// +optional
+	ScheduleTimeoutSeconds *int32 `json:"scheduleTimeoutSeconds,omitempty"`
 }
 
 // PodGroupRole is the minimum number of members of one role.
@@ -151,6 +158,18 @@ const (
 	ReasonTopologyUnsatisfiable = "TopologyUnsatisfiable"
 	// ReasonUnknownTopologyLevel: the Required level is not a level the scheduler knows.
 	ReasonUnknownTopologyLevel = "UnknownTopologyLevel"
+	// ReasonNamespaceNotAllowed: the group's namespace does not match its Queue's
+	// namespaceSelector.
+	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
+	// ReasonPermitTimeout: some members were placed but the quorum was not reached within the
+	// schedule timeout; every placed member was released.
+	ReasonPermitTimeout = "PermitTimeout"
+	// ReasonPreempting: the scheduler evicted lower-priority gangs to make room for the group
+	// and waits for them to terminate.
+	ReasonPreempting = "Preempting"
+	// ReasonPreempted (an event on the victim's PodGroup): its pods were evicted for a gang of a
+	// higher-priority queue.
+	ReasonPreempted = "Preempted"
 
 	PodGroupConditionSufficientMember = "SufficientGroupMember"
 	ReasonSufficientMemberPods        = "SufficientMemberPods"
