@@ -89,10 +89,14 @@ lint:
 test: tools verify-generate lint
 	T9K_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 40m ./...
 
-## bench: Go benchmarks of the pure algorithms and scheduler hot paths
-.PHONY: bench
-bench:
+## bench: Go benchmarks, then the schedulers side by side (BENCH_NODES=5000 for the big run)
+BENCH_NODES ?= 500
+.PHONY: bench bench-go bench-schedulers
+bench: bench-go bench-schedulers
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+bench-schedulers: build tools
+	T9K_BIN_DIR=$(BIN) $(GO) run ./test/bench --nodes $(BENCH_NODES) --out docs/bench
 
 ## demo: the local simulated GPU cluster with all three binaries (Ctrl-C to stop)
 .PHONY: demo

@@ -26,6 +26,8 @@ type Options struct {
 	// Set NoCRDs to start without any.
 	CRDDir string
 	NoCRDs bool
+	// ExtraCRDPaths are more CRD files or directories to install (e.g. a baseline's own CRDs).
+	ExtraCRDPaths []string
 	// APIServerFlags are extra kube-apiserver flags (name without dashes → value), applied last.
 	APIServerFlags map[string]string
 	// Verbose attaches the apiserver's and etcd's output to this process's stdout/stderr.
@@ -81,6 +83,7 @@ func Start(opts Options) (*ControlPlane, error) {
 		}
 		env.CRDDirectoryPaths = []string{crdDir}
 	}
+	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, opts.ExtraCRDPaths...)
 
 	api := env.ControlPlane.GetAPIServer()
 	args := api.Configure()

@@ -1,0 +1,413 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/tensorstack/t9k/pkg/controlplane"
+	"github.com/tensorstack/t9k/pkg/localcluster"
+)
+
+// Options of one benchmark invocation.
+type Options struct {
+	Nodes      int
+	Workloads  []string // names; empty means all
+	Schedulers []string // names; empty means all
+	// StallTimeout ends a run when no pod has bound for this long (a gang scheduler that cannot
+	// place the rest); the run is reported incomplete.
+	StallTimeout time.Duration
+	BinDir       string
+	Log          io.Writer
+	WorkDir      string
+}
+
+type harness struct {
+	opts       Options
+	root       string
+	binDir     string
+	client     kubernetes.Interface
+	dyn        dynamic.Interface
+	kubeconfig string
+	nodeNames  []string
+	nodeLabels map[string]map[string]string
+	totalGPUs  int
+	// Shape of the node layout, for placement quality.
+	gpusPerNode, nodesPerBlock, blocksPerSpine int
+}
+
+var (
+	t9kPodGroupGVR  = schema.GroupVersionResource{Group: "scheduler.tensorstack.dev", Version: "v1beta1", Resource: "podgroups"}
+	cosPodGroupGVR  = schema.GroupVersionResource{Group: "scheduling.x-k8s.io", Version: "v1alpha1", Resource: "podgroups"}
+	t9kQueueGVR     = schema.GroupVersionResource{Group: "scheduler.tensorstack.dev", Version: "v1beta1", Resource: "queues"}
+	cosPodGroupName = "scheduling.x-k8s.io/pod-group"
+	t9kGroupLabel   = "scheduler.tensorstack.dev/group-name"
+)
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(h.opts.Log, "[bench] "+format+"\n", args...)
+}
+
+// Measure starts one control plane, creates the nodes once, and runs every workload under every
+// scheduler in turn on it, clearing the pods between runs.
+func Measure(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.StallTimeout == 0 {
+		opts.StallTimeout = 60 * time.Second
+	}
+	root, err := controlplane.ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	h := &harness{opts: opts, root: root, binDir: opts.BinDir}
+	if h.binDir == "" {
+		h.binDir = filepath.Join(root, "bin")
+	}
+	workloads, names, err := loadWorkloads()
+	if err != nil {
+		return nil, err
+	}
+	if len(opts.Workloads) > 0 {
+		names = opts.Workloads
+	}
+	scheds := allSchedulers()
+	if len(opts.Schedulers) > 0 {
+		var picked []schedulerUnderTest
+		for _, want := range opts.Schedulers {
+			found := false
+			for _, s := range scheds {
+				if s.Name == want {
+					picked, found = append(picked, s), true
+				}
+			}
+			if !found {
+				return nil, fmt.Errorf("unknown scheduler %q", want)
+			}
+		}
+		scheds = picked
+	}
+
+	cosCRD, err := coschedulingCRD()
+	if err != nil {
+		return nil, err
+	}
+	h.logf("starting kube-apiserver + etcd")
+	cp, err := controlplane.Start(controlplane.Options{BinDir: h.binDir, ExtraCRDPaths: []string{cosCRD}})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cp.Stop() }()
+	cfg := *cp.Config
+	cfg.QPS, cfg.Burst = 5000, 5000
+	if h.client, err = kubernetes.NewForConfig(&cfg); err != nil {
+		return nil, err
+	}
+	if h.dyn, err = dynamic.NewForConfig(&cfg); err != nil {
+		return nil, err
+	}
+	h.kubeconfig = filepath.Join(opts.WorkDir, "kubeconfig")
+	if err := cp.WriteKubeconfig(h.kubeconfig); err != nil {
+		return nil, err
+	}
+	if err := h.createNodes(ctx, opts.Nodes); err != nil {
+		return nil, err
+	}
+
+	rep := &Report{Nodes: len(h.nodeNames), GPUs: h.totalGPUs, Started: time.Now().UTC()}
+	for _, wname := range names {
+		w, ok := workloads[wname]
+		if !ok {
+			return nil, fmt.Errorf("unknown workload %q", wname)
+		}
+		jobs := w.Jobs(h.totalGPUs)
+		for _, s := range scheds {
+			r, err := h.runOne(ctx, w, jobs, s)
+			if err != nil {
+				return nil, fmt.Errorf("%s under %s: %w", w.Name, s.Name, err)
+			}
+			rep.Runs = append(rep.Runs, *r)
+		}
+	}
+	return rep, nil
+}
+
+// createNodes registers plain Ready nodes with GPUs and topology labels (no kubelet: binding is
+// all a scheduler benchmark needs).
+func (h *harness) createNodes(ctx context.Context, n int) error {
+	spec := localcluster.DefaultSpec()
+	spec.NodesPerBlock, spec.BlocksPerSpine = 16, 4
+	spec.Spines = (n + 63) / 64
+	all := spec.Nodes()[:n]
+	h.gpusPerNode, h.nodesPerBlock, h.blocksPerSpine = spec.Machine.GPUs, spec.NodesPerBlock, spec.BlocksPerSpine
+	h.logf("creating %d nodes (%d per block, %d blocks per spine)", n, spec.NodesPerBlock, spec.BlocksPerSpine)
+	h.nodeLabels = map[string]map[string]string{}
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(all))
+	for _, node := range all {
+		delete(node.Annotations, localcluster.AnnotationKwok)
+		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
+		h.nodeNames = append(h.nodeNames, node.Name)
+		h.nodeLabels[node.Name] = node.Labels
+		gpus := node.Status.Allocatable[localcluster.ResourceGPU]
+		h.totalGPUs += int(gpus.Value())
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(node *corev1.Node) {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := h.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+				errs <- err
+			}
+		}(node)
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// runOne measures one workload under one scheduler in its own namespace.
+func (h *harness) runOne(ctx context.Context, w Workload, jobs []Job, s schedulerUnderTest) (*Run, error) {
+	ns := fmt.Sprintf("%s-%s", w.Name, s.Name)
+	dir := filepath.Join(h.opts.WorkDir, ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if _, err := h.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"t9k-bench": "true"}}}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	if s.Gang == gangT9k {
+		if err := h.ensureT9kQueue(ctx); err != nil {
+			return nil, err
+		}
+	}
+	pods := 0
+	for _, j := range jobs {
+		pods += j.Pods
+	}
+	h.logf("%s / %s: %d jobs, %d pods", w.Name, s.Name, len(jobs), pods)
+
+	rs, err := s.start(ctx, h, dir)
+	if err != nil {
+		return nil, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			rs.stop()
+		}
+	}()
+	if err := h.waitSchedulerReady(ctx, ns, s); err != nil {
+		return nil, fmt.Errorf("%w (log in %s)", err, dir)
+	}
+	cpu0, _, _ := procUsage(rs.pid)
+
+	rec := newRecorder()
+	factory := informers.NewSharedInformerFactoryWithOptions(h.client, 0, informers.WithNamespace(ns))
+	inf := factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { rec.observe(obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) {
+			rec.observe(obj.(*corev1.Pod))
+		},
+	}); err != nil {
+		return nil, err
+	}
+	informerCtx, stopInformer := context.WithCancel(ctx)
+	defer stopInformer()
+	factory.Start(informerCtx.Done())
+	factory.WaitForCacheSync(informerCtx.Done())
+
+	start := time.Now()
+	if err := h.submit(ctx, ns, jobs, s, rec); err != nil {
+		return nil, err
+	}
+	h.logf("%s / %s: submitted in %.1fs", w.Name, s.Name, time.Since(start).Seconds())
+	complete := rec.waitAll(ctx, pods, h.opts.StallTimeout, func(n int) { h.logf("%s / %s: %d/%d bound", w.Name, s.Name, n, pods) })
+	cpu1, rss, _ := procUsage(rs.pid)
+	rs.stop()
+	stopped = true
+
+	run := rec.summarise(start, jobs, h)
+	run.Workload, run.Scheduler, run.Pods, run.Jobs, run.Complete = w.Name, s.Name, pods, len(jobs), complete
+	if rs.pid != 0 {
+		run.CPUSeconds, run.PeakRSSMiB = cpu1-cpu0, rss
+	}
+	h.logf("%s / %s: %d/%d bound, %.1f pods/s", w.Name, s.Name, run.Bound, pods, run.PodsPerSecond.Avg)
+	return run, h.clear(ctx, ns)
+}
+
+// waitSchedulerReady creates a probe pod and waits until the scheduler binds it: the scheduler's
+// informers are synced and it is taking work.
+func (h *harness) waitSchedulerReady(ctx context.Context, ns string, s schedulerUnderTest) error {
+	probe := h.pod(ns, "probe", 0, s, "")
+	if _, err := h.client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := h.client.CoreV1().Pods(ns).Get(ctx, "probe", metav1.GetOptions{})
+		return err == nil && p.Spec.NodeName != "", nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s never bound its probe pod: %w", s.Name, err)
+	}
+	zero := int64(0)
+	return h.client.CoreV1().Pods(ns).Delete(ctx, "probe", metav1.DeleteOptions{GracePeriodSeconds: &zero})
+}
+
+// submit creates the PodGroups (for gang schedulers) and pods of every job with parallel workers,
+// recording each pod's creation time.
+func (h *harness) submit(ctx context.Context, ns string, jobs []Job, s schedulerUnderTest, rec *recorder) error {
+	type item struct {
+		job Job
+		idx int
+	}
+	work := make(chan item, 1024)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				group := ""
+				if it.job.Pods > 1 {
+					group = it.job.Name
+				}
+				p := h.pod(ns, fmt.Sprintf("%s-%d", it.job.Name, it.idx), it.job.GPUs, s, group)
+				rec.noteCreated(p.Name, it.job.Name, time.Now())
+				if _, err := h.client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for _, j := range jobs {
+		if j.Pods > 1 && s.Gang != gangNone {
+			if err := h.createPodGroup(ctx, ns, j, s.Gang); err != nil {
+				close(work)
+				wg.Wait()
+				return err
+			}
+		}
+		for i := 0; i < j.Pods; i++ {
+			work <- item{job: j, idx: i}
+		}
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (h *harness) pod(ns, name string, gpus int, s schedulerUnderTest, group string) *corev1.Pod {
+	labels := map[string]string{"job": group}
+	if group != "" {
+		switch s.Gang {
+		case gangCoscheduling:
+			labels[cosPodGroupName] = group
+		case gangT9k:
+			labels[t9kGroupLabel] = group
+		}
+	}
+	res := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi")}
+	if gpus > 0 {
+		res[localcluster.ResourceGPU] = *resource.NewQuantity(int64(gpus), resource.DecimalSI)
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: corev1.PodSpec{
+			SchedulerName: s.SchedulerName,
+			Containers:    []corev1.Container{{Name: "main", Image: "bench", Resources: corev1.ResourceRequirements{Requests: res, Limits: res}}},
+		},
+	}
+}
+
+func (h *harness) createPodGroup(ctx context.Context, ns string, j Job, gang string) error {
+	gvr, apiVersion := t9kPodGroupGVR, "scheduler.tensorstack.dev/v1beta1"
+	if gang == gangCoscheduling {
+		gvr, apiVersion = cosPodGroupGVR, "scheduling.x-k8s.io/v1alpha1"
+	}
+	pg := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": apiVersion, "kind": "PodGroup",
+		"metadata": map[string]any{"name": j.Name, "namespace": ns},
+		"spec":     map[string]any{"minMember": int64(j.Pods)},
+	}}
+	_, err := h.dyn.Resource(gvr).Namespace(ns).Create(ctx, pg, metav1.CreateOptions{})
+	return err
+}
+
+// ensureT9kQueue creates the default Queue open to the benchmark's namespaces (a Queue without a
+// namespaceSelector admits no namespace).
+func (h *harness) ensureT9kQueue(ctx context.Context) error {
+	if _, err := h.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "t9k-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	q := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "scheduler.tensorstack.dev/v1beta1", "kind": "Queue",
+		"metadata": map[string]any{"name": "default", "namespace": "t9k-system"},
+		"spec": map[string]any{
+			"namespaceSelector": map[string]any{"matchLabels": map[string]any{"t9k-bench": "true"}},
+		},
+	}}
+	_, err := h.dyn.Resource(t9kQueueGVR).Namespace("t9k-system").Create(ctx, q, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// clear force-deletes the namespace's pods and waits until they are gone, so the next run starts
+// on empty nodes.
+func (h *harness) clear(ctx context.Context, ns string) error {
+	zero := int64(0)
+	if err := h.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := h.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		if err != nil {
+			return false, nil //nolint:nilerr // transient; poll again
+		}
+		return len(l.Items) == 0, nil
+	})
+}
+
+// coschedulingCRD locates scheduler-plugins' PodGroup CRD in the module cache (the module our
+// go.mod pins), so the Coscheduling baseline runs against its real API.
+func coschedulingCRD() (string, error) {
+	dir, err := moduleDir("sigs.k8s.io/scheduler-plugins")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "manifests", "coscheduling", "crd.yaml")
+	if _, err := os.Stat(p); err != nil {
+		return "", errors.New("scheduler-plugins coscheduling CRD not found in the module cache: run `go mod download sigs.k8s.io/scheduler-plugins`")
+	}
+	return p, nil
+}

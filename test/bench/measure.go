@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tensorstack/t9k/pkg/localcluster"
+)
+
+// recorder notes when each pod was created (by us) and first seen bound (by the informer), as
+// upstream scheduler_perf counts scheduled pods.
+type recorder struct {
+	mu      sync.Mutex
+	created map[string]time.Time
+	jobOf   map[string]string
+	bound   map[string]time.Time
+	nodeOf  map[string]string
+	changed chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{created: map[string]time.Time{}, jobOf: map[string]string{}, bound: map[string]time.Time{},
+		nodeOf: map[string]string{}, changed: make(chan struct{}, 1)}
+}
+
+func (r *recorder) noteCreated(pod, job string, t time.Time) {
+	r.mu.Lock()
+	r.created[pod], r.jobOf[pod] = t, job
+	r.mu.Unlock()
+}
+
+func (r *recorder) observe(p *corev1.Pod) {
+	if p.Spec.NodeName == "" {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	if _, seen := r.bound[p.Name]; !seen {
+		r.bound[p.Name], r.nodeOf[p.Name] = now, p.Spec.NodeName
+	}
+	r.mu.Unlock()
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) boundCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.bound)
+}
+
+// waitAll waits until want pods are bound, or until none has bound for stall. It reports progress
+// every 10s and returns whether everything bound.
+func (r *recorder) waitAll(ctx context.Context, want int, stall time.Duration, progress func(int)) bool {
+	last, lastN := time.Now(), -1
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		n := r.boundCount()
+		if n >= want {
+			return true
+		}
+		if n != lastN {
+			last, lastN = time.Now(), n
+		}
+		if time.Since(last) > stall {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-r.changed:
+		case <-tick.C:
+			progress(n)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// summarise turns the timestamps into the run's figures.
+func (r *recorder) summarise(start time.Time, jobs []Job, h *harness) *Run {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	run := &Run{Bound: len(r.bound)}
+	if len(r.bound) == 0 {
+		return run
+	}
+	var lastBind time.Time
+	for _, t := range r.bound {
+		if t.After(lastBind) {
+			lastBind = t
+		}
+	}
+	elapsed := lastBind.Sub(start).Seconds()
+	run.Seconds = elapsed
+	// One sample per whole second from the first pod's creation, as scheduler_perf samples
+	// its throughput collector.
+	buckets := make([]float64, int(math.Ceil(elapsed))+1)
+	for _, t := range r.bound {
+		buckets[int(t.Sub(start).Seconds())]++
+	}
+	run.PodsPerSecond = stats(buckets)
+	run.PodsPerSecond.Avg = float64(len(r.bound)) / math.Max(elapsed, 1e-3)
+	// Cumulative bound pods per second, for the chart.
+	cum := 0.0
+	for _, b := range buckets {
+		cum += b
+		run.BoundOverTime = append(run.BoundOverTime, cum)
+	}
+
+	// Per gang: first member created → last of minMember (= all members here) bound.
+	type gang struct {
+		first, quorum time.Time
+		pods, bound   int
+		nodes         []string
+	}
+	gangs := map[string]*gang{}
+	for _, j := range jobs {
+		if j.Pods > 1 {
+			gangs[j.Name] = &gang{pods: j.Pods}
+		}
+	}
+	for pod, job := range r.jobOf {
+		g := gangs[job]
+		if g == nil {
+			continue
+		}
+		if c := r.created[pod]; g.first.IsZero() || c.Before(g.first) {
+			g.first = c
+		}
+		if b, ok := r.bound[pod]; ok {
+			g.bound++
+			g.nodes = append(g.nodes, r.nodeOf[pod])
+			if b.After(g.quorum) {
+				g.quorum = b
+			}
+		}
+	}
+	var ttq []float64
+	var spanned, inSmallest, complete float64
+	for _, j := range jobs {
+		g := gangs[j.Name]
+		if g == nil {
+			continue
+		}
+		if g.bound == g.pods {
+			complete++
+			ttq = append(ttq, g.quorum.Sub(g.first).Seconds())
+			nodes, blocks, spines := map[string]bool{}, map[string]bool{}, map[string]bool{}
+			for _, n := range g.nodes {
+				nodes[n] = true
+				blocks[h.nodeLabels[n][localcluster.LabelBlock]] = true
+				spines[h.nodeLabels[n][localcluster.LabelSpine]] = true
+			}
+			spanned += float64(len(blocks))
+			if inSmallestDomain(j.Pods*j.GPUs, len(nodes), len(blocks), len(spines), h) {
+				inSmallest++
+			}
+		}
+	}
+	run.Gangs = len(gangs)
+	if complete > 0 {
+		run.GangTimeToQuorum = stats(ttq)
+		run.MeanBlocksPerGang = spanned / complete
+		run.GangsInSmallestDomain = inSmallest / complete
+	}
+	gpus := 0
+	for _, j := range jobs {
+		for i := 0; i < j.Pods; i++ {
+			gpus += j.GPUs
+		}
+	}
+	run.GPUAllocation = float64(gpus) / float64(h.totalGPUs)
+	if run.Bound < len(r.created) {
+		run.GPUAllocation = math.NaN() // not all bound: the share requested is not what was allocated
+	}
+	return run
+}
+
+// inSmallestDomain reports whether a gang sits in one domain of the smallest level that could hold
+// it on an empty cluster: one node if it fits on one, else one block, else one spine.
+func inSmallestDomain(needGPUs, nodes, blocks, spines int, h *harness) bool {
+	switch {
+	case needGPUs <= h.gpusPerNode:
+		return nodes == 1
+	case needGPUs <= h.gpusPerNode*h.nodesPerBlock:
+		return blocks == 1
+	case needGPUs <= h.gpusPerNode*h.nodesPerBlock*h.blocksPerSpine:
+		return spines == 1
+	}
+	return true
+}
+
+// stats summarises samples: mean and p50/p90/p99.
+func stats(samples []float64) Stats {
+	if len(samples) == 0 {
+		return Stats{}
+	}
+	s := append([]float64(nil), samples...)
+	sort.Float64s(s)
+	sum := 0.0
+	for _, v := range s {
+		sum += v
+	}
+	q := func(p float64) float64 { return s[int(math.Min(float64(len(s)-1), math.Floor(p*float64(len(s)))))] }
+	return Stats{Avg: sum / float64(len(s)), P50: q(0.5), P90: q(0.9), P99: q(0.99)}
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/yaml"
+)
+
+// Gang mechanisms a scheduler understands; the harness creates the matching PodGroup objects.
+const (
+	gangNone         = ""
+	gangCoscheduling = "coscheduling" // scheduling.x-k8s.io/v1alpha1 PodGroup, label scheduling.x-k8s.io/pod-group
+	gangT9k          = "t9k"          // scheduler.tensorstack.dev/v1beta1 PodGroup, label scheduler.tensorstack.dev/group-name
+)
+
+// schedulerUnderTest is one contender. Each run gets a fresh process so CPU and peak RSS are its own.
+type schedulerUnderTest struct {
+	Name          string // in the report
+	SchedulerName string // spec.schedulerName of its pods
+	Gang          string
+	start         func(ctx context.Context, h *harness, dir string) (*running, error)
+}
+
+// running is a started scheduler; pid is 0 for the in-process no-op binder.
+type running struct {
+	pid  int
+	stop func()
+}
+
+func allSchedulers() []schedulerUnderTest {
+	return []schedulerUnderTest{
+		{Name: "noop-binder", SchedulerName: "noop-binder", start: startNoopBinder},
+		{Name: "kube-scheduler", SchedulerName: "default-scheduler", start: startStock},
+		{Name: "coscheduling", SchedulerName: "coscheduling", Gang: gangCoscheduling, start: startBinary("coscheduling.yaml")},
+		{Name: "t9k-scheduler", SchedulerName: "t9k-scheduler", Gang: gangT9k, start: startBinary("t9k-scheduler.yaml")},
+	}
+}
+
+// startNoopBinder binds every pending pod of its schedulerName to the next node round-robin, with no
+// filtering at all: the apiserver's binding ceiling on this machine.
+func startNoopBinder(ctx context.Context, h *harness, _ string) (*running, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	nodes := h.nodeNames
+	factory := informers.NewSharedInformerFactoryWithOptions(h.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.AndSelectors(
+			fields.OneTermEqualSelector("spec.schedulerName", "noop-binder"),
+			fields.OneTermEqualSelector("spec.nodeName", "")).String()
+	}))
+	queue := make(chan *corev1.Pod, 100000)
+	inf := factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+		if p, ok := obj.(*corev1.Pod); ok {
+			queue <- p
+		}
+	}}); err != nil {
+		cancel()
+		return nil, err
+	}
+	factory.Start(ctx.Done())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	next := 0
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case p := <-queue:
+					mu.Lock()
+					node := nodes[next%len(nodes)]
+					next++
+					mu.Unlock()
+					b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID}, Target: corev1.ObjectReference{Kind: "Node", Name: node}}
+					if err := h.client.CoreV1().Pods(p.Namespace).Bind(ctx, b, metav1.CreateOptions{}); err != nil && ctx.Err() == nil {
+						h.logf("noop-binder: bind %s: %v", p.Name, err)
+					}
+				}
+			}
+		}()
+	}
+	return &running{stop: func() { cancel(); factory.Shutdown(); wg.Wait() }}, nil
+}
+
+// startStock runs the upstream kube-scheduler v1.34.7 built from our go.mod, default plugins.
+func startStock(ctx context.Context, h *harness, dir string) (*running, error) {
+	cfg := map[string]any{
+		"apiVersion": "kubescheduler.config.k8s.io/v1",
+		"kind":       "KubeSchedulerConfiguration",
+		"profiles":   []any{map[string]any{"schedulerName": "default-scheduler"}},
+	}
+	return h.startProcess(ctx, "kube-scheduler", filepath.Join(h.binDir, "kube-scheduler"), cfg, dir)
+}
+
+// startBinary runs bin/t9k-scheduler with one of the shipped profiles in manifests/scheduler/.
+func startBinary(profile string) func(context.Context, *harness, string) (*running, error) {
+	return func(ctx context.Context, h *harness, dir string) (*running, error) {
+		data, err := os.ReadFile(filepath.Join(h.root, "manifests", "scheduler", profile))
+		if err != nil {
+			return nil, err
+		}
+		var cfg map[string]any
+		if err := yaml.Unmarshal(data, &cfg); err != nil {
+			return nil, fmt.Errorf("%s: %w", profile, err)
+		}
+		return h.startProcess(ctx, strings.TrimSuffix(profile, ".yaml"), filepath.Join(h.binDir, "t9k-scheduler"), cfg, dir)
+	}
+}
+
+// startProcess writes cfg with our kubeconfig, leader election off and client QPS raised (the
+// default 50 QPS would cap every scheduler at 50 binds/s), and runs the binary with it.
+func (h *harness) startProcess(ctx context.Context, name, bin string, cfg map[string]any, dir string) (*running, error) {
+	cfg["clientConnection"] = map[string]any{"kubeconfig": h.kubeconfig, "qps": 5000, "burst": 5000}
+	cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, name+".log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "--config="+cfgPath, "--secure-port=0", "-v=1")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	return &running{pid: cmd.Process.Pid, stop: func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		log.Close()
+	}}, nil
+}
+
+// procUsage reads a process's CPU seconds (user+system) and peak RSS in MiB from /proc.
+func procUsage(pid int) (cpuSeconds, peakRSSMiB float64, err error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	const clkTck = 100 // USER_HZ on Linux
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			peakRSSMiB = kb / 1024
+		}
+	}
+	return (utime + stime) / clkTck, peakRSSMiB, nil
+}
