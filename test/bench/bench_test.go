@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image"
+	_ "image/png"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -48,5 +51,17 @@ func TestSmoke(t *testing.T) {
 	rep.writeMarkdown(&md)
 	for _, s := range allSchedulers() {
 		require.Contains(t, md.String(), "| "+s.Name+" |")
+	}
+	charts, err := rep.writeCharts(t.TempDir())
+	require.NoError(t, err)
+	require.Len(t, charts, len(names))
+	for _, c := range charts {
+		f, err := os.Open(c)
+		require.NoError(t, err)
+		cfg, format, err := image.DecodeConfig(f)
+		f.Close()
+		require.NoError(t, err, c)
+		require.Equal(t, "png", format)
+		require.Greater(t, cfg.Width, 400)
 	}
 }

@@ -61,7 +61,11 @@ func run(nodes int, workloads, schedulers []string, out, binDir string) error {
 	defer f.Close()
 	rep.writeMarkdown(f)
 	rep.writeMarkdown(os.Stdout)
-	fmt.Printf("\nwrote %s/report.{json,md}\n", out)
+	charts, err := rep.writeCharts(out)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s/report.{json,md} and %v\n", out, charts)
 	return nil
 }
 

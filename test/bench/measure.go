@@ -12,6 +12,9 @@ import (
 	"github.com/tensorstack/t9k/pkg/localcluster"
 )
 
+// chartStep is the resolution of Run.BoundOverTime in seconds.
+const chartStep = 0.1
+
 // recorder notes when each pod was created (by us) and first seen bound (by the informer), as
 // upstream scheduler_perf counts scheduled pods.
 type recorder struct {
@@ -108,9 +111,13 @@ func (r *recorder) summarise(start time.Time, jobs []Job, h *harness) *Run {
 	}
 	run.PodsPerSecond = stats(buckets)
 	run.PodsPerSecond.Avg = float64(len(r.bound)) / math.Max(elapsed, 1e-3)
-	// Cumulative bound pods per second, for the chart.
+	// Cumulative bound pods every chartStep seconds, for the chart.
+	fine := make([]float64, int(math.Ceil(elapsed/chartStep))+1)
+	for _, t := range r.bound {
+		fine[int(t.Sub(start).Seconds()/chartStep)]++
+	}
 	cum := 0.0
-	for _, b := range buckets {
+	for _, b := range fine {
 		cum += b
 		run.BoundOverTime = append(run.BoundOverTime, cum)
 	}

@@ -40,7 +40,7 @@ type Run struct {
 	GPUAllocation         float64   `json:"gpuAllocation"`         // share of the cluster's GPUs bound at the end
 	CPUSeconds            float64   `json:"schedulerCPUSeconds"`   // 0 for the in-process no-op binder
 	PeakRSSMiB            float64   `json:"schedulerPeakRSSMiB"`
-	BoundOverTime         []float64 `json:"boundOverTime"` // cumulative bound pods at each second
+	BoundOverTime         []float64 `json:"boundOverTime"` // cumulative bound pods every chartStep (0.1 s)
 }
 
 // Stats of a sample set.
