@@ -55,12 +55,14 @@ func HealthForXID(xid uint64) (h v1.GPUHealth, critical bool) {
 type HealthTracker struct {
 	mu      sync.Mutex
 	health  map[string]v1.GPUHealth
+	lastXID map[string]uint64
 	changed chan struct{}
+	subs    []chan struct{}
 }
 
 // NewHealthTracker returns a tracker in which every GPU is healthy.
 func NewHealthTracker() *HealthTracker {
-	return &HealthTracker{health: map[string]v1.GPUHealth{}, changed: make(chan struct{}, 1)}
+	return &HealthTracker{health: map[string]v1.GPUHealth{}, lastXID: map[string]uint64{}, changed: make(chan struct{}, 1)}
 }
 
 // Get returns the health of a GPU.
@@ -75,6 +77,9 @@ func (t *HealthTracker) Get(uuid string) v1.GPUHealth {
 
 // ObserveXID records an XID event for a GPU and reports whether it made the GPU unhealthy.
 func (t *HealthTracker) ObserveXID(uuid string, xid uint64) bool {
+	t.mu.Lock()
+	t.lastXID[uuid] = xid
+	t.mu.Unlock()
 	h, critical := HealthForXID(xid)
 	if !critical {
 		klog.V(2).InfoS("non-critical XID", "uuid", uuid, "xid", xid)
@@ -86,17 +91,39 @@ func (t *HealthTracker) ObserveXID(uuid string, xid uint64) bool {
 		return false // keep the first reason
 	}
 	t.health[uuid] = h
+	subs := append([]chan struct{}{t.changed}, t.subs...)
 	t.mu.Unlock()
 	klog.InfoS("GPU unhealthy", "uuid", uuid, "xid", xid, "reason", h.Reason, "message", h.Message)
-	select {
-	case t.changed <- struct{}{}:
-	default:
+	for _, c := range subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 	return true
 }
 
-// Changed is signalled (coalesced) whenever a GPU becomes unhealthy.
+// Changed is signalled (coalesced) whenever a GPU becomes unhealthy. It has one reader (the
+// publisher loop); other consumers use Subscribe.
 func (t *HealthTracker) Changed() <-chan struct{} { return t.changed }
+
+// Subscribe returns a new channel signalled (coalesced) whenever a GPU becomes unhealthy, so the
+// device plugin and the publisher each see every change.
+func (t *HealthTracker) Subscribe() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	t.mu.Lock()
+	t.subs = append(t.subs, c)
+	t.mu.Unlock()
+	return c
+}
+
+// LastXID is the most recent XID seen on a GPU, critical or not (DCGM_FI_DEV_XID_ERRORS).
+func (t *HealthTracker) LastXID(uuid string) (uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	x, ok := t.lastXID[uuid]
+	return x, ok
+}
 
 // WatchXIDs registers for critical XID events on every GPU and feeds them to the tracker until ctx
 // ends. It returns early, with an error, when the driver cannot deliver events.
