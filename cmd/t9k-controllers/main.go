@@ -10,7 +10,11 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/tensorstack/t9k/pkg/admission"
 	"github.com/tensorstack/t9k/pkg/controllers"
+	"github.com/tensorstack/t9k/pkg/durationkeeper"
+	"github.com/tensorstack/t9k/pkg/queuestatus"
+	"github.com/tensorstack/t9k/pkg/workloads"
 )
 
 func main() {
@@ -22,6 +26,11 @@ func main() {
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; \"0\" disables them.")
 	fs.BoolVar(&opts.LeaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles.")
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "t9k-system", "Namespace of the leader-election Lease.")
+	var webhookOpts admission.Options
+	var keeperOpts durationkeeper.Options
+	queueNS := fs.String("queue-namespace", queuestatus.DefaultQueueNamespace, "Namespace where Queues live.")
+	webhookOpts.AddFlags(fs)
+	keeperOpts.AddFlags(fs)
 	logs.AddFlags(fs)
 	pflag.Parse()
 	logs.InitLogs()
@@ -40,6 +49,23 @@ func main() {
 	mgr, err := controllers.NewManager(cfg, opts)
 	if err != nil {
 		log.Error(err, "setting up")
+		os.Exit(1)
+	}
+	if err := workloads.SetupWithManager(mgr); err != nil {
+		log.Error(err, "setting up the job controllers")
+		os.Exit(1)
+	}
+	webhookOpts.QueueNamespace, keeperOpts.QueueNamespace = *queueNS, *queueNS
+	if err := queuestatus.Setup(mgr, *queueNS); err != nil {
+		log.Error(err, "setting up Queue and PodGroup status")
+		os.Exit(1)
+	}
+	if err := admission.Setup(mgr, webhookOpts); err != nil {
+		log.Error(err, "setting up the admission webhooks")
+		os.Exit(1)
+	}
+	if err := durationkeeper.Setup(mgr, keeperOpts); err != nil {
+		log.Error(err, "setting up the duration keeper")
 		os.Exit(1)
 	}
 	log.Info("starting", "metrics", opts.MetricsAddr, "probes", opts.ProbeAddr, "leaderElect", opts.LeaderElect)

@@ -12,6 +12,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	batchv1beta1 "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
+	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
+	schedulerv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
 
 // Options are the manager's process-level settings (flags of cmd/t9k-controllers).
@@ -33,7 +37,11 @@ func Scheme() *runtime.Scheme {
 }
 
 // apiGroups lists the AddToScheme functions of our API groups.
-var apiGroups []func(*runtime.Scheme) error
+var apiGroups = []func(*runtime.Scheme) error{
+	batchv1beta1.AddToScheme,
+	schedulerv1beta1.AddToScheme,
+	devicev1beta1.AddToScheme,
+}
 
 // NewManager builds the manager with probes, metrics and leader election. Controllers are added by
 // their own Setup functions.

@@ -1,0 +1,126 @@
+// Package workloads runs the eight TensorStack job kinds as pods, services and pod groups.
+//
+// One generic reconciler (reconciler.go) does everything the kinds share: pods named
+// <job>-<type>-<index>, the headless Service, the PodGroup, restarts and backoff, the deadline,
+// clean-up, debug and pause/resume, elastic replica counts, status and events. Each kind is a small
+// adapter (one file per kind) that implements the required Job interface and, where it differs,
+// the optional capability interfaces below, which the reconciler discovers by type assertion (the
+// Kueue jobframework model).
+package workloads
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
+)
+
+// Job is what every kind adapter implements.
+type Job interface {
+	// Object is the API object the adapter wraps; the reconciler reads into it and updates its status.
+	Object() client.Object
+	// GVK is the kind's group/version/kind (owner references, labels, messages).
+	GVK() schema.GroupVersionKind
+	// Common returns runMode and scheduler.
+	Common() *batch.CommonJobSpec
+	// Status is the kind's shared status block, updated in place.
+	Status() *batch.JobStatus
+	// Replicas lists the replica groups in order. Elastic counts are applied by the reconciler.
+	Replicas() []Replicas
+	// MutatePod adds what the kind injects (env, command, volumes) to a pod built from the
+	// template. It runs before debug/resume overrides replace the main container's command.
+	MutatePod(c *Cluster, pod *corev1.Pod, r *Replicas, index int) error
+	// Outcome says whether the job has finished, from the observed replicas.
+	Outcome(c *Cluster, v *View) Outcome
+}
+
+// Replicas is one replica group of a job.
+type Replicas struct {
+	Type     string
+	Count    int32
+	Template *corev1.PodTemplateSpec
+	Restart  RestartRule
+	// Singleton names the one pod <job>-<type> without an index (MPI and ColossalAI launchers).
+	Singleton bool
+	// MainContainer is the name of the container the kind drives (its command is replaced by
+	// debug/resume/launcher commands); unnamed containers get it (index 0) or <name>-<i>.
+	MainContainer string
+}
+
+// RestartRule is a replica group's restart policy in the one form the reconciler understands.
+type RestartRule struct {
+	Policy batch.RestartPolicyType
+	// Limit caps the restarts of the whole replica group (tasks[].restartCount); nil: no cap of its
+	// own (backoffLimit may still apply).
+	Limit *int32
+}
+
+// Outcome is a kind's verdict on a job.
+type Outcome struct {
+	Done    bool
+	Failed  bool
+	Reason  string
+	Message string
+}
+
+// RunPolicy is the lifetime policy, unified over the three shapes the kinds use.
+type RunPolicy struct {
+	// BackoffLimit caps restarts summed over all replicas; nil: no cap.
+	BackoffLimit          *int32
+	ActiveDeadlineSeconds *int64
+	CleanUpPolicy         batch.CleanUpPolicy
+	// CleanUpTypes are replica types whose pods are all deleted once the job finishes
+	// (MPI/ColossalAI cleanUpWorkers).
+	CleanUpTypes []string
+}
+
+// JobWithRunPolicy is implemented by kinds with backoffLimit, a deadline or a clean-up policy.
+type JobWithRunPolicy interface {
+	RunPolicy() RunPolicy
+}
+
+// JobWithObjects is implemented by kinds that need more children than pods, the headless Service
+// and the PodGroup: ConfigMaps, Secrets, per-replica Services. Objects are created if absent;
+// ConfigMaps are also kept up to date (hostfiles follow elastic scaling). The reconciler sets the
+// namespace, owner reference and labels.
+type JobWithObjects interface {
+	Objects(c *Cluster) ([]client.Object, error)
+}
+
+// JobWithStartGate is implemented by kinds whose pods of some type may only start once others are
+// ready (the MPI and ColossalAI launchers wait for the workers' sshd). Gated types do not count
+// towards the PodGroup's minMember, or the gang could never form.
+type JobWithStartGate interface {
+	Gated(replicaType string) bool
+	ReadyToStart(replicaType string, v *View) bool
+}
+
+// JobWithDebugCommand gives the kind's own no-op for debug mode (sshd for ssh-based workers);
+// without it, or when it returns nil, debug mode runs "sleep inf".
+type JobWithDebugCommand interface {
+	DebugCommand(replicaType string) []string
+}
+
+// JobWithElastic is implemented by kinds that can run a varying number of replicas of one type.
+type JobWithElastic interface {
+	Elastic() *batch.ElasticConfig
+	// ElasticType is the replica type whose count follows elastic.expectedReplicas.
+	ElasticType() string
+}
+
+// JobWithCustomReconcile is implemented by kinds that are not replica groups at all (BeamJob);
+// the reconciler hands them the whole job.
+type JobWithCustomReconcile interface {
+	Reconcile(r *JobReconciler, env *ReconcileEnv) error
+}
+
+// Labels and annotations the controllers set.
+const (
+	LabelOwnerName     = "tensorstack.dev/owner-name"
+	LabelOwnerKind     = "tensorstack.dev/owner-kind"
+	LabelComponent     = "tensorstack.dev/component"
+	LabelComponentType = "tensorstack.dev/component-type"
+	LabelReplicaType   = "batch.tensorstack.dev/replica-type"
+	LabelReplicaIndex  = "batch.tensorstack.dev/replica-index"
+)

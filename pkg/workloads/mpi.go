@@ -1,0 +1,166 @@
+package workloads
+
+import (
+	"sort"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
+)
+
+const mpiHostfile = "/etc/mpi/hostfile"
+
+// mpiJob adapts MPIJob in both shapes: workers run sshd; the launcher, created once every worker
+// is ready, runs mpirun over them with the job's hostfile and decides the job.
+type mpiJob struct {
+	*batch.MPIJob
+	launcherGate
+}
+
+func newMPIJob() Job { return mpiJob{MPIJob: &batch.MPIJob{}} }
+
+func (j mpiJob) Object() client.Object        { return j.MPIJob }
+func (j mpiJob) GVK() schema.GroupVersionKind { return batch.GroupVersion.WithKind("MPIJob") }
+func (j mpiJob) Common() *batch.CommonJobSpec { return &j.Spec.CommonJobSpec }
+func (j mpiJob) Status() *batch.JobStatus     { return &j.MPIJob.Status }
+
+// DebugCommand: the launcher sleeps, workers keep sshd so that mpirun can be run by hand.
+func (j mpiJob) DebugCommand(t string) []string {
+	if t == "worker" {
+		return sshdCommand(j.sshdPath())
+	}
+	return nil
+}
+
+func (j mpiJob) RunPolicy() RunPolicy {
+	if j.Spec.RunPolicy != nil && j.Spec.RunPolicy.CleanUpWorkers {
+		return RunPolicy{CleanUpTypes: []string{"worker"}}
+	}
+	return RunPolicy{}
+}
+
+func (j mpiJob) sshdPath() string {
+	if j.Spec.SSH != nil {
+		return j.Spec.SSH.SSHDPath
+	}
+	return ""
+}
+
+// config is the mpirun configuration of either shape.
+func (j mpiJob) config() (home string, mca map[string]string, extra, program []string, slots int32) {
+	slots = 1
+	if w := j.Spec.Worker; w != nil { // 2024
+		extra, program = w.ExtraMPIArgs, w.Cmd
+		if w.ProcessesPerWorker != nil {
+			slots = *w.ProcessesPerWorker
+		}
+		if pr := w.ProcessRecovery; pr != nil && pr.Enable && !hasArg(extra, "--enable-recovery") {
+			extra = append(append([]string(nil), extra...), "--enable-recovery")
+			if pr.Limit != nil {
+				extra = append(extra, "--max-restarts", strconv.Itoa(int(*pr.Limit)))
+			}
+		}
+		return j.Spec.MPIHome, j.Spec.MCA, extra, program, slots
+	}
+	if mc := j.Spec.MPIConfig; mc != nil {
+		return mc.Home, mc.MCA, mc.ExtraArgs, mc.Script, slots
+	}
+	return "", nil, nil, nil, slots
+}
+
+func hasArg(args []string, a string) bool {
+	for _, x := range args {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (j mpiJob) Replicas() []Replicas {
+	if w := j.Spec.Worker; w != nil {
+		return []Replicas{
+			{Type: "worker", Count: deref32(w.Replicas, 1), Template: &w.Template, MainContainer: "mpi-worker",
+				Restart: RestartRule{Policy: batch.RestartPolicyNever}},
+			{Type: "launcher", Count: 1, Singleton: true, MainContainer: "launcher",
+				Template: derivedLauncher(&w.Template, "mpi-worker"), Restart: RestartRule{Policy: batch.RestartPolicyNever}},
+		}
+	}
+	var worker, launcher *batch.ReplicaSpec
+	for i := range j.Spec.ReplicaSpecs {
+		switch j.Spec.ReplicaSpecs[i].Type {
+		case "worker":
+			worker = &j.Spec.ReplicaSpecs[i]
+		case "launcher":
+			launcher = &j.Spec.ReplicaSpecs[i]
+		}
+	}
+	if worker == nil {
+		return nil
+	}
+	out := []Replicas{{Type: "worker", Count: deref32(worker.Replicas, 1), Template: &worker.Template,
+		MainContainer: "worker", Restart: structRestart(worker.RestartPolicy)}}
+	l := Replicas{Type: "launcher", Count: 1, Singleton: true, MainContainer: "launcher",
+		Template: derivedLauncher(&worker.Template, "worker"), Restart: RestartRule{Policy: batch.RestartPolicyNever}}
+	if launcher != nil {
+		l.Restart = structRestart(launcher.RestartPolicy)
+		if len(launcher.Template.Spec.Containers) > 0 {
+			l.Template = &launcher.Template
+		}
+	}
+	return append(out, l)
+}
+
+func (j mpiJob) Objects(c *Cluster) ([]client.Object, error) {
+	secret, err := sshSecret(c)
+	if err != nil {
+		return nil, err
+	}
+	_, _, _, _, slots := j.config()
+	return []client.Object{secret, configMap(c.Name+"-hostfile", map[string]string{"hostfile": hostfile(c, "worker", slots)})}, nil
+}
+
+func (j mpiJob) MutatePod(c *Cluster, pod *corev1.Pod, g *Replicas, _ int) error {
+	dir := ""
+	if j.Spec.SSH != nil {
+		dir = j.Spec.SSH.SSHAuthMountPath
+	}
+	mountSSH(pod, c, dir)
+	main := mainContainer(pod, g.MainContainer)
+	if g.Type == "worker" {
+		main.Command, main.Args = sshdCommand(j.sshdPath()), nil
+		return nil
+	}
+	vol := corev1.Volume{Name: "t9k-mpi-hostfile", VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: c.Name + "-hostfile"}}}}
+	mountAll(pod, vol, corev1.VolumeMount{Name: vol.Name, MountPath: "/etc/mpi", ReadOnly: true})
+	addEnv(pod, env("OMPI_ALLOW_RUN_AS_ROOT", "1"), env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"))
+	home, mca, extra, program, _ := j.config()
+	main.Command, main.Args = mpirunCommand(home, mca, extra, program), nil
+	return nil
+}
+
+// mpirunCommand is the launcher's command: mpirun (from home/bin when home is set) with the
+// hostfile, MCA parameters in name order, the extra arguments and the program.
+func mpirunCommand(home string, mca map[string]string, extra, program []string) []string {
+	mpirun := "mpirun"
+	if home != "" {
+		mpirun = home + "/bin/mpirun"
+	}
+	cmd := []string{mpirun, "--hostfile", mpiHostfile}
+	keys := make([]string, 0, len(mca))
+	for k := range mca {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmd = append(cmd, "--mca", k, mca[k])
+	}
+	cmd = append(cmd, extra...)
+	return append(cmd, program...)
+}
+
+func (j mpiJob) Outcome(c *Cluster, v *View) Outcome { return decidedBy(c, v, "launcher", 0) }

@@ -1,0 +1,322 @@
+package workloads
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
+)
+
+// JobReconciler runs one job kind. It is a function of observed state: pods are listed from the
+// API server (not the cache) and have deterministic names, and every child is created only if
+// absent, so a restarted or duplicated controller never makes a second pod for a replica.
+type JobReconciler struct {
+	Client   client.Client
+	Reader   client.Reader // uncached reads: the API server is the truth about pods
+	Scheme   *runtime.Scheme
+	Recorder record.EventRecorder
+	NewJob   func() Job
+	Now      func() time.Time
+}
+
+// ReconcileEnv is what a custom reconcile (BeamJob) gets besides the reconciler.
+type ReconcileEnv struct {
+	Ctx    context.Context
+	Result ctrl.Result
+}
+
+// +kubebuilder:rbac:groups=batch.tensorstack.dev,resources=genericjobs;pytorchtrainingjobs;tensorflowtrainingjobs;xgboosttrainingjobs;mpijobs;colossalaijobs;deepspeedjobs;beamjobs,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=batch.tensorstack.dev,resources=genericjobs/status;pytorchtrainingjobs/status;tensorflowtrainingjobs/status;xgboosttrainingjobs/status;mpijobs/status;colossalaijobs/status;deepspeedjobs/status;beamjobs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=pods;services;configmaps;secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=scheduler.tensorstack.dev,resources=podgroups,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=flinkoperator.k8s.io,resources=flinkclusters,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile brings one job one step closer to its spec.
+func (r *JobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	job := r.NewJob()
+	obj := job.Object()
+	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if obj.GetDeletionTimestamp() != nil {
+		return ctrl.Result{}, nil // owner references let the garbage collector take the children
+	}
+	if cr, ok := job.(JobWithCustomReconcile); ok {
+		env := &ReconcileEnv{Ctx: ctx}
+		err := cr.Reconcile(r, env)
+		return r.result(ctx, env.Result, err)
+	}
+	res, err := r.reconcile(ctx, job)
+	return r.result(ctx, res, err)
+}
+
+// result turns write conflicts (a stale cache) into a quiet retry.
+func (r *JobReconciler) result(ctx context.Context, res ctrl.Result, err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		log.FromContext(ctx).V(1).Info("conflict, retrying", "err", err)
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	return res, err
+}
+
+func (r *JobReconciler) now() metav1.Time {
+	if r.Now != nil {
+		return metav1.NewTime(r.Now())
+	}
+	return metav1.Now()
+}
+
+func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, error) {
+	st := job.Status()
+	orig := st.DeepCopy()
+	c := clusterOf(job)
+	rp := runPolicyOf(job)
+	pods, err := r.listPods(ctx, job)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	v, extra := NewView(c, pods)
+	counts := countsFrom(st)
+	now := r.now()
+
+	if st.Phase == batch.JobSucceeded || st.Phase == batch.JobFailed {
+		// Finished: only clean up and keep tasks/aggregate current.
+		if err := r.cleanUp(ctx, job, v, rp, false); err != nil {
+			return ctrl.Result{}, err
+		}
+		st.Tasks = buildTasks(c, v, orig, counts)
+		st.Aggregate = aggregate(st.Tasks)
+		return ctrl.Result{}, r.writeStatus(ctx, job, orig)
+	}
+
+	if err := r.ensureChildren(ctx, job, c); err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, p := range extra { // replicas the spec no longer has (elastic scale-down)
+		if err := r.deletePod(ctx, job, p, "ScaledDown"); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	paused := pauseEnabled(job)
+	var out Outcome
+	var requeue time.Duration
+	if !paused {
+		planRestarts(c, v, st, rp, &counts, corev1.PodFailed)
+		out = job.Outcome(c, v)
+		if !out.Done && rp.ActiveDeadlineSeconds != nil && st.StartTime != nil {
+			deadline := st.StartTime.Add(time.Duration(*rp.ActiveDeadlineSeconds) * time.Second)
+			if left := deadline.Sub(now.Time); left <= 0 {
+				out = Outcome{Done: true, Failed: true, Reason: ReasonDeadlineExceeded, Message: fmt.Sprintf(
+					"%s %s has failed: it ran longer than activeDeadlineSeconds (%ds)", c.Kind, c.Name, *rp.ActiveDeadlineSeconds)}
+			} else {
+				requeue = left
+			}
+		}
+		if !out.Done {
+			planRestarts(c, v, st, rp, &counts, corev1.PodSucceeded)
+		}
+	}
+
+	transitions := updateStatus(st, c, v, counts, out, paused, now)
+	if rp.ActiveDeadlineSeconds != nil && requeue == 0 && !out.Done {
+		requeue = time.Duration(*rp.ActiveDeadlineSeconds) * time.Second
+	}
+	// Status first: a restart's count must be durable before the pod it counts disappears.
+	if err := r.writeStatus(ctx, job, orig); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.emit(job, transitions)
+
+	switch {
+	case out.Done:
+		// A deadline stops the job's pods whatever the clean-up policy: bounding the job's
+		// resources is what the deadline is for.
+		return ctrl.Result{}, r.cleanUp(ctx, job, v, rp, out.Reason == ReasonDeadlineExceeded)
+	case paused:
+		for _, s := range v.All() {
+			if s.Pod != nil {
+				if err := r.deletePod(ctx, job, s.Pod, "Paused"); err != nil {
+					return ctrl.Result{}, err
+				}
+			}
+		}
+		return ctrl.Result{}, nil
+	}
+
+	gate, _ := job.(JobWithStartGate)
+	for _, s := range v.All() {
+		switch {
+		case s.Restarting:
+			if err := r.deletePod(ctx, job, s.Pod, "Restarting"); err != nil {
+				return ctrl.Result{}, err
+			}
+		case s.Pod == nil:
+			if gate != nil && gate.Gated(s.Type) && !gate.ReadyToStart(s.Type, v) {
+				continue
+			}
+			if err := r.createPod(ctx, job, c, s); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// clusterOf applies elastic scaling to the kind's replica groups.
+func clusterOf(job Job) *Cluster {
+	groups := job.Replicas()
+	if e, ok := job.(JobWithElastic); ok {
+		if el := e.Elastic(); el != nil && el.Enabled {
+			for i := range groups {
+				if groups[i].Type == e.ElasticType() {
+					groups[i].Count = elasticCount(el, groups[i].Count)
+				}
+			}
+		}
+	}
+	obj := job.Object()
+	return NewCluster(job.GVK().Kind, obj.GetName(), obj.GetNamespace(), groups)
+}
+
+// elasticCount is expectedReplicas (else the spec's count) clamped into [min, max].
+func elasticCount(el *batch.ElasticConfig, specCount int32) int32 {
+	n := specCount
+	if el.ExpectedReplicas != nil {
+		n = *el.ExpectedReplicas
+	}
+	if el.MaxReplicas != nil && n > *el.MaxReplicas {
+		n = *el.MaxReplicas
+	}
+	if el.MinReplicas != nil && n < *el.MinReplicas {
+		n = *el.MinReplicas
+	}
+	return n
+}
+
+func runPolicyOf(job Job) RunPolicy {
+	if p, ok := job.(JobWithRunPolicy); ok {
+		return p.RunPolicy()
+	}
+	return RunPolicy{}
+}
+
+// listPods returns the job's pods from the API server, those it controls only.
+func (r *JobReconciler) listPods(ctx context.Context, job Job) ([]*corev1.Pod, error) {
+	obj := job.Object()
+	var list corev1.PodList
+	if err := r.Reader.List(ctx, &list, client.InNamespace(obj.GetNamespace()),
+		client.MatchingLabels{LabelOwnerName: obj.GetName(), LabelOwnerKind: job.GVK().Kind}); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	var out []*corev1.Pod
+	for i := range list.Items {
+		if ref := metav1.GetControllerOf(&list.Items[i]); ref != nil && ref.UID == obj.GetUID() {
+			out = append(out, &list.Items[i])
+		}
+	}
+	return out, nil
+}
+
+func (r *JobReconciler) createPod(ctx context.Context, job Job, c *Cluster, s *Slot) error {
+	pod, err := buildPod(job, c, c.Group(s.Type), s.Index)
+	if err != nil {
+		r.Recorder.Eventf(job.Object(), corev1.EventTypeWarning, "FailedCreatePod", "Building pod %s: %v", s.Name, err)
+		return err
+	}
+	if err := ctrl.SetControllerReference(job.Object(), pod, r.Scheme); err != nil {
+		return err
+	}
+	if err := r.Client.Create(ctx, pod); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil // made by an earlier reconcile we have not observed yet
+		}
+		r.Recorder.Eventf(job.Object(), corev1.EventTypeWarning, "FailedCreatePod", "Error creating pod %s: %v", s.Name, err)
+		return err
+	}
+	r.Recorder.Eventf(job.Object(), corev1.EventTypeNormal, "SuccessfulCreatePod", "Created pod: %s", pod.Name)
+	return nil
+}
+
+// deletePod deletes exactly the pod observed (UID precondition), never a successor of the same
+// name.
+func (r *JobReconciler) deletePod(ctx context.Context, job Job, pod *corev1.Pod, why string) error {
+	if pod.DeletionTimestamp != nil {
+		return nil
+	}
+	uid := pod.UID
+	err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &uid})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.Recorder.Eventf(job.Object(), corev1.EventTypeNormal, "SuccessfulDeletePod", "Deleted pod %s (%s)", pod.Name, why)
+	return nil
+}
+
+// cleanUp deletes the pods of a finished job that its policy names; all unfinished pods when
+// stopUnfinished.
+func (r *JobReconciler) cleanUp(ctx context.Context, job Job, v *View, rp RunPolicy, stopUnfinished bool) error {
+	cleanTypes := map[string]bool{}
+	for _, t := range rp.CleanUpTypes {
+		cleanTypes[t] = true
+	}
+	for _, s := range v.All() {
+		if s.Pod == nil {
+			continue
+		}
+		del := cleanTypes[s.Type]
+		switch rp.CleanUpPolicy {
+		case batch.CleanUpPolicyAll:
+			del = true
+		case batch.CleanUpPolicyUnfinished:
+			del = del || !s.Finished()
+		}
+		if stopUnfinished && !s.Finished() {
+			del = true
+		}
+		if del {
+			if err := r.deletePod(ctx, job, s.Pod, "CleanUp"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *JobReconciler) writeStatus(ctx context.Context, job Job, orig *batch.JobStatus) error {
+	if equality.Semantic.DeepEqual(orig, job.Status()) {
+		return nil
+	}
+	return r.Client.Status().Update(ctx, job.Object())
+}
+
+// emit records an event for every condition that changed.
+func (r *JobReconciler) emit(job Job, ts []Transition) {
+	for _, t := range ts {
+		typ := corev1.EventTypeNormal
+		if t.Status == corev1.ConditionTrue && (t.Type == batch.JobConditionFailed || t.Type == batch.JobConditionReplicaFailure) {
+			typ = corev1.EventTypeWarning
+		}
+		reason := string(t.Type) + string(t.Status)
+		if t.Reason != "" {
+			reason = string(t.Type) + t.Reason
+		}
+		r.Recorder.Event(job.Object(), typ, reason, t.Message)
+	}
+}

@@ -1,0 +1,47 @@
+package workloads
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	schedv1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+)
+
+// Kinds lists the adapters of every job kind the controllers run.
+var Kinds = []func() Job{
+	newGenericJob,
+	newPyTorchJob,
+	newDeepSpeedJob,
+	newMPIJob,
+}
+
+// SetupWithManager adds one controller per job kind to the manager.
+func SetupWithManager(mgr ctrl.Manager) error {
+	for _, newJob := range Kinds {
+		if err := setupKind(mgr, newJob); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setupKind(mgr ctrl.Manager, newJob func() Job) error {
+	sample := newJob()
+	kind := sample.GVK().Kind
+	r := &JobReconciler{
+		Client:   mgr.GetClient(),
+		Reader:   mgr.GetAPIReader(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorderFor(strings.ToLower(kind) + "-controller"),
+		NewJob:   newJob,
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named(strings.ToLower(kind)).
+		For(sample.Object()).
+		Owns(&corev1.Pod{}).
+		Owns(&corev1.Service{}).
+		Owns(&schedv1.PodGroup{})
+	return b.Complete(r)
+}

@@ -1,0 +1,146 @@
+package workloads
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// What the ssh-based kinds (MPI, ColossalAI, DeepSpeed) share: a per-job key pair in a Secret,
+// mounted where ssh looks for it, workers running sshd, and a launcher that waits for them.
+
+const (
+	defaultSSHDir  = "/root/.ssh"
+	defaultSSHD    = "/usr/sbin/sshd"
+	sshVolumeName  = "t9k-ssh"
+	sshSecretKey   = "id_ed25519"
+	sshClientSetup = "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+)
+
+func sshSecretName(c *Cluster) string { return c.Name + "-ssh" }
+
+// sshSecret is a fresh key pair that every pod of the job trusts. It is created once (create if
+// absent), so regenerating it on later reconciles changes nothing.
+func sshSecret(c *Cluster) (*corev1.Secret, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	authorized := ssh.MarshalAuthorizedKey(sshPub)
+	s := &corev1.Secret{Type: corev1.SecretTypeOpaque}
+	s.Name = sshSecretName(c)
+	s.Data = map[string][]byte{
+		sshSecretKey:          pem.EncodeToMemory(block),
+		sshSecretKey + ".pub": authorized,
+		"authorized_keys":     authorized,
+		"config":              []byte(sshClientSetup),
+	}
+	return s, nil
+}
+
+// mountSSH mounts the job's key pair at dir in every container; 0600 because ssh refuses keys
+// others can read.
+func mountSSH(pod *corev1.Pod, c *Cluster, dir string) {
+	if dir == "" {
+		dir = defaultSSHDir
+	}
+	mountAll(pod, corev1.Volume{Name: sshVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName: sshSecretName(c), DefaultMode: ptr.To[int32](0o600),
+	}}}, corev1.VolumeMount{Name: sshVolumeName, MountPath: dir, ReadOnly: true})
+}
+
+// sshdCommand runs sshd in the foreground.
+func sshdCommand(path string) []string {
+	if path == "" {
+		path = defaultSSHD
+	}
+	return []string{path, "-D"}
+}
+
+// waitForSSH is a shell fragment that waits until every host answers on ssh.
+func waitForSSH(hosts []string) string {
+	return fmt.Sprintf("for h in %s; do until ssh -o ConnectTimeout=2 \"$h\" true; do echo \"waiting for $h\"; sleep 2; done; done",
+		shellJoin(hosts))
+}
+
+// workerHosts lists the DNS names of a replica group.
+func workerHosts(c *Cluster, replicaType string) []string {
+	var hosts []string
+	for i := 0; i < c.Count(replicaType); i++ {
+		hosts = append(hosts, c.Host(replicaType, i))
+	}
+	return hosts
+}
+
+// hostfile is the OpenMPI/DeepSpeed hostfile: "<host> slots=<n>" per worker.
+func hostfile(c *Cluster, replicaType string, slots int32) string {
+	s := ""
+	for _, h := range workerHosts(c, replicaType) {
+		s += fmt.Sprintf("%s slots=%d\n", h, slots)
+	}
+	return s
+}
+
+// launcherGate is the start gate of kinds whose launcher reaches the workers over ssh: the
+// launcher starts once every worker is ready.
+type launcherGate struct{}
+
+func (launcherGate) Gated(replicaType string) bool { return replicaType == "launcher" }
+
+func (launcherGate) ReadyToStart(_ string, v *View) bool {
+	workers := v.Type("worker")
+	for _, s := range workers {
+		if !s.Ready() {
+			return false
+		}
+	}
+	return len(workers) > 0
+}
+
+// configMap is a ConfigMap of the job with the given data.
+func configMap(name string, data map[string]string) client.Object {
+	cm := &corev1.ConfigMap{Data: data}
+	cm.Name = name
+	return cm
+}
+
+// derivedLauncher builds a launcher template from a worker template when the job gives none
+// (the manuals allow "template: {}"): same image, working directory, env and volumes, no
+// resource requests beyond the defaults, since the launcher only runs mpirun/colossalai run.
+func derivedLauncher(worker *corev1.PodTemplateSpec, workerMain string) *corev1.PodTemplateSpec {
+	t := &corev1.PodTemplateSpec{}
+	if worker == nil || len(worker.Spec.Containers) == 0 {
+		return t
+	}
+	w := worker.Spec.Containers[0]
+	for _, c := range worker.Spec.Containers {
+		if c.Name == workerMain {
+			w = c
+		}
+	}
+	t.Spec.Containers = []corev1.Container{{
+		Name: "launcher", Image: w.Image, ImagePullPolicy: w.ImagePullPolicy, WorkingDir: w.WorkingDir,
+		Env: w.Env, EnvFrom: w.EnvFrom, VolumeMounts: w.VolumeMounts, SecurityContext: w.SecurityContext,
+	}}
+	t.Spec.Volumes = worker.Spec.Volumes
+	t.Spec.ImagePullSecrets = worker.Spec.ImagePullSecrets
+	t.Spec.SecurityContext = worker.Spec.SecurityContext
+	t.Spec.NodeSelector = worker.Spec.NodeSelector
+	t.Spec.Tolerations = worker.Spec.Tolerations
+	return t
+}
