@@ -19,6 +19,11 @@ import (
 	"sigs.k8s.io/scheduler-plugins/pkg/capacityscheduling"
 	"sigs.k8s.io/scheduler-plugins/pkg/coscheduling"
 	"sigs.k8s.io/scheduler-plugins/pkg/noderesourcetopology"
+
+	// Decodes, defaults and converts T9kGang/T9kQueue pluginConfig args.
+	_ "github.com/tensorstack/t9k/pkg/plugins/apis/config/scheme"
+	"github.com/tensorstack/t9k/pkg/plugins/gang"
+	"github.com/tensorstack/t9k/pkg/plugins/queue"
 )
 
 // SchedulerName is the name workloads put in spec.schedulerName to be scheduled by t9k.
@@ -28,6 +33,8 @@ const SchedulerName = "t9k-scheduler"
 // the KubeSchedulerConfiguration profile (manifests/scheduler/).
 func RegistryOptions() []app.Option {
 	return []app.Option{
+		app.WithPlugin(queue.Name, queue.New),
+		app.WithPlugin(gang.Name, gang.New),
 		app.WithPlugin(coscheduling.Name, coscheduling.New),
 		app.WithPlugin(capacityscheduling.Name, capacityscheduling.New),
 		app.WithPlugin(noderesourcetopology.Name, noderesourcetopology.New),

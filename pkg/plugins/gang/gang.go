@@ -1,0 +1,321 @@
+// Package gang is the T9kGang scheduler plugin: all-or-nothing scheduling of a PodGroup
+// (scheduler.tensorstack.dev). No member binds until minMember members, and every role's minimum,
+// can run at once.
+//
+//   - PreEnqueue keeps members out of the active queue until enough of them exist.
+//   - PreFilter, for the first member of an attempt, checks that the whole quorum fits on the
+//     snapshot at once (leaving room for other gangs already half placed), so a gang that cannot
+//     run takes no reservation at all.
+//   - Reserve/Unreserve track reservations in the shared groupstate; Permit holds members until
+//     the quorum is reserved (running members count), then lets them all bind. On the timeout
+//     (args, or the PodGroup's spec.scheduleTimeoutSeconds) or any member's failure every waiting
+//     member is rejected and its reservation released.
+//   - PostBind reports the quorum (GroupScheduled condition, time-to-quorum metric).
+package gang
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+
+	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+	"github.com/tensorstack/t9k/pkg/plugins/apis/config"
+	"github.com/tensorstack/t9k/pkg/scheduler/groupstate"
+)
+
+// Name is the plugin's name in KubeSchedulerConfiguration.
+const Name = "T9kGang"
+
+// Gang implements the plugin.
+type Gang struct {
+	handle  framework.Handle
+	state   *groupstate.State
+	timeout time.Duration
+}
+
+var (
+	_ framework.PreEnqueuePlugin  = &Gang{}
+	_ framework.PreFilterPlugin   = &Gang{}
+	_ framework.PostFilterPlugin  = &Gang{}
+	_ framework.ReservePlugin     = &Gang{}
+	_ framework.PermitPlugin      = &Gang{}
+	_ framework.PostBindPlugin    = &Gang{}
+	_ framework.EnqueueExtensions = &Gang{}
+)
+
+// New builds the plugin from its (defaulted) args.
+func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+	args, ok := obj.(*config.T9kGangArgs)
+	if !ok {
+		return nil, fmt.Errorf("%s: want args of type T9kGangArgs, got %T", Name, obj)
+	}
+	if err := config.ValidateT9kGangArgs(args); err != nil {
+		return nil, err
+	}
+	st, err := groupstate.For(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return NewWithState(h, st, time.Duration(args.ScheduleTimeoutSeconds)*time.Second), nil
+}
+
+// NewWithState builds the plugin on a given State (tests, benchmarks).
+func NewWithState(h framework.Handle, st *groupstate.State, timeout time.Duration) *Gang {
+	return &Gang{handle: h, state: st, timeout: timeout}
+}
+
+// Name implements framework.Plugin.
+func (g *Gang) Name() string { return Name }
+
+// PodGroupEvent and QueueEvent are the scheduler's names for events of our custom resources
+// (served to plugins through its dynamic informers).
+var (
+	PodGroupEvent = fwk.EventResource("podgroups.v1beta1.scheduler.tensorstack.dev")
+	QueueEvent    = fwk.EventResource("queues.v1beta1.scheduler.tensorstack.dev")
+)
+
+// EventsToRegister: a gang held for members moves on a new member or a changed PodGroup; a gang
+// that did not fit moves when room appears.
+func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
+	return []fwk.ClusterEventWithHint{
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add | fwk.Delete | fwk.Update}},
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.Update}},
+		{Event: fwk.ClusterEvent{Resource: PodGroupEvent, ActionType: fwk.Add | fwk.Update}},
+	}, nil
+}
+
+func inPodGroup(pod *v1.Pod) (groupstate.GroupKey, bool) {
+	k, ok := groupstate.KeyOf(pod)
+	return k, ok && !k.Pod
+}
+
+// PreEnqueue holds a member until minMember members (and each role's minimum) exist.
+func (g *Gang) PreEnqueue(_ context.Context, pod *v1.Pod) *fwk.Status {
+	key, ok := inPodGroup(pod)
+	if !ok {
+		return nil
+	}
+	gang, _ := g.state.Gang(pod)
+	if gang.PodGroup == nil {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("PodGroup %s not found", key))
+	}
+	if short := gang.ShortOfMembers(); short != "" {
+		msg := "Insufficient members in PodGroup, waiting for more: " + short
+		g.state.SetCondition(key, v1beta1.PodGroupConditionSufficientMember, metav1.ConditionFalse, v1beta1.ReasonInsufficientMemberPod, msg)
+		g.state.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, v1beta1.ReasonInsufficientMemberPod, msg)
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
+	}
+	g.state.SetCondition(key, v1beta1.PodGroupConditionSufficientMember, metav1.ConditionTrue, v1beta1.ReasonSufficientMemberPods, "PodGroup has enough member pods")
+	return nil
+}
+
+// PreFilter checks, at the first member of an attempt, that the whole quorum fits at once.
+func (g *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+	key, ok := inPodGroup(pod)
+	if !ok {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	gang, _ := g.state.Gang(pod)
+	if gang.PodGroup == nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("PodGroup %s not found", key))
+	}
+	if short := gang.ShortOfMembers(); short != "" {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "waiting for members: "+short)
+	}
+	if gang.Waiting() {
+		// Later members of an attempt: the first one checked the whole quorum; Filter checks
+		// this one, and a failure releases the whole attempt (PostFilter).
+		return nil, nil
+	}
+	toPlace := gang.ToPlace(pod)
+	if len(toPlace) <= 1 {
+		return nil, nil
+	}
+	fitter := g.state.NewFitter(nodes, nil)
+	// Gangs already half placed get their remaining room first: taking it would deadlock both.
+	for _, m := range g.state.InFlight(key) {
+		fitter.Place(m)
+	}
+	if _, why := fitter.PlaceAll(toPlace); why != "" {
+		msg := fmt.Sprintf("cannot place the %d pods the gang needs at once ({%s} in all): %s", len(toPlace), groupstate.Requests(toPlace), why)
+		g.state.RecordPending(cs, key, v1beta1.ReasonUnschedulable, msg)
+		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+	}
+	klog.FromContext(ctx).V(4).Info("Gang fits", "podGroup", key, "members", len(toPlace))
+	return nil, nil
+}
+
+// PreFilterExtensions implements framework.PreFilterPlugin.
+func (g *Gang) PreFilterExtensions() framework.PreFilterExtensions { return nil }
+
+// PostFilter runs when a member could not be placed: the attempt fails as a whole, so every member
+// waiting in Permit is rejected (releasing its reservation), and the reason is recorded.
+func (g *Gang) PostFilter(_ context.Context, cs fwk.CycleState, pod *v1.Pod, m framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
+	key, ok := inPodGroup(pod)
+	if !ok {
+		return nil, fwk.NewStatus(fwk.Unschedulable)
+	}
+	n := g.rejectWaiting(key, fmt.Sprintf("member %s could not be placed", pod.Name))
+	if !groupstate.PendingRecorded(cs) {
+		msg := summarize(g.handle, m)
+		if n > 0 {
+			msg = fmt.Sprintf("member %s: %s; released %d placed members", pod.Name, msg, n)
+		}
+		g.state.RecordPending(cs, key, v1beta1.ReasonUnschedulable, msg)
+	}
+	return nil, fwk.NewStatus(fwk.Unschedulable)
+}
+
+// summarize turns per-node filter failures into the scheduler's familiar
+// "0/3 nodes are available: 3 Insufficient nvidia.com/gpu." form.
+func summarize(h framework.Handle, m framework.NodeToStatusReader) string {
+	if h == nil || m == nil {
+		return "no node fits"
+	}
+	nodes, err := h.SnapshotSharedLister().NodeInfos().List()
+	if err != nil {
+		return "no node fits"
+	}
+	counts := map[string]int{}
+	for _, ni := range nodes {
+		if st := m.Get(ni.Node().Name); st != nil {
+			for _, r := range st.Reasons() {
+				counts[r]++
+			}
+		}
+	}
+	reasons := make([]string, 0, len(counts))
+	for r, c := range counts {
+		reasons = append(reasons, fmt.Sprintf("%d %s", c, r))
+	}
+	sort.Strings(reasons)
+	return fmt.Sprintf("0/%d nodes are available: %s", len(nodes), strings.Join(reasons, ", "))
+}
+
+// rejectWaiting rejects every member of the group waiting in Permit; it returns how many.
+func (g *Gang) rejectWaiting(key groupstate.GroupKey, why string) int {
+	if g.handle == nil {
+		return 0
+	}
+	n := 0
+	g.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
+		if k, ok := inPodGroup(wp.GetPod()); ok && k == key {
+			wp.Reject(Name, why)
+			n++
+		}
+	})
+	return n
+}
+
+// Reserve records the reservation so Permit and other gangs' PreFilter see it.
+func (g *Gang) Reserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
+	g.state.Assume(pod, node)
+	return nil
+}
+
+// Unreserve releases the reservation, and with it the whole attempt: every waiting member is
+// rejected too, so a partial gang never keeps GPUs.
+func (g *Gang) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
+	key, inGroup := inPodGroup(pod)
+	var before *groupstate.Gang
+	if inGroup {
+		before, _ = g.state.Gang(pod)
+	}
+	g.state.Forget(pod)
+	if !inGroup {
+		return
+	}
+	n := g.rejectWaiting(key, fmt.Sprintf("member %s was released", pod.Name))
+	if before.AttemptStart.IsZero() || before.ShortOfQuorum() == "" {
+		return
+	}
+	timeout := g.timeoutOf(before)
+	if elapsed := time.Since(before.AttemptStart); elapsed >= timeout-100*time.Millisecond {
+		groupstate.PermitTimeouts.Inc()
+		msg := fmt.Sprintf("quorum not placed within %s (%s); released all %d placed members", timeout, before.ShortOfQuorum(), n+1)
+		g.state.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, v1beta1.ReasonPermitTimeout, msg)
+	}
+	g.state.ResetAttempt(key)
+}
+
+func (g *Gang) timeoutOf(gang *groupstate.Gang) time.Duration {
+	if gang.PodGroup != nil && gang.PodGroup.Spec.ScheduleTimeoutSeconds != nil {
+		return time.Duration(*gang.PodGroup.Spec.ScheduleTimeoutSeconds) * time.Second
+	}
+	return g.timeout
+}
+
+// Permit lets the member bind once the gang's quorum is placed, and then lets all waiting members
+// go; until then it waits, up to the attempt's deadline.
+func (g *Gang) Permit(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ string) (*fwk.Status, time.Duration) {
+	key, ok := inPodGroup(pod)
+	if !ok {
+		return nil, 0
+	}
+	gang, _ := g.state.Gang(pod)
+	if gang.ShortOfQuorum() == "" {
+		if g.handle != nil {
+			g.handle.IterateOverWaitingPods(func(wp framework.WaitingPod) {
+				if k, ok := inPodGroup(wp.GetPod()); ok && k == key {
+					wp.Allow(Name)
+				}
+			})
+		}
+		return nil, 0
+	}
+	start := gang.AttemptStart
+	if start.IsZero() {
+		start = time.Now()
+	}
+	wait := time.Until(start.Add(g.timeoutOf(gang)))
+	if wait < 100*time.Millisecond {
+		wait = 100 * time.Millisecond
+	}
+	g.activateSiblings(cs, gang, pod)
+	return fwk.NewStatus(fwk.Wait, "waiting for the gang's quorum: "+gang.ShortOfQuorum()), wait
+}
+
+// activateSiblings moves unplaced members to the active queue right away, so the gang is placed in
+// one go instead of each member waiting out its own backoff.
+func (g *Gang) activateSiblings(cs fwk.CycleState, gang *groupstate.Gang, pod *v1.Pod) {
+	data, err := cs.Read(framework.PodsToActivateKey)
+	if err != nil {
+		return
+	}
+	pa, ok := data.(*framework.PodsToActivate)
+	if !ok {
+		return
+	}
+	pa.Lock()
+	defer pa.Unlock()
+	for _, m := range gang.Members {
+		if !m.Assigned() && m.Pod.UID != pod.UID {
+			pa.Map[m.Pod.Namespace+"/"+m.Pod.Name] = m.Pod
+		}
+	}
+}
+
+// PostBind reports a gang whose quorum is now bound.
+func (g *Gang) PostBind(_ context.Context, _ fwk.CycleState, pod *v1.Pod, node string) {
+	gang, done := g.state.Bound(pod, node)
+	if !done || gang.Key.Pod {
+		return
+	}
+	first := gang.Created
+	for _, m := range gang.Members {
+		if c := m.Pod.CreationTimestamp.Time; c.Before(first) || first.IsZero() {
+			first = c
+		}
+	}
+	groupstate.GangTimeToQuorum.Observe(time.Since(first).Seconds())
+	g.state.SetCondition(gang.Key, v1beta1.PodGroupConditionScheduled, metav1.ConditionTrue, v1beta1.ReasonPodGroupScheduled, "Resources have been allocated to PodGroup")
+}

@@ -1,0 +1,426 @@
+package topology
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
+	"github.com/tensorstack/t9k/pkg/device"
+	"github.com/tensorstack/t9k/pkg/topology"
+)
+
+// allocation is the GPUs one pod (or one planned gang member not yet reserved) holds on a node.
+type allocation struct {
+	node string
+	gpus []int
+	nics []int
+}
+
+// nodeState is what the cache knows about one node.
+type nodeState struct {
+	node    *v1.Node
+	devices *devicev1beta1.NodeDevices
+	topo    *topology.GPUTopology // nil without NodeDevices (or when they don't describe the GPUs)
+	gpus    int
+	// index and uuids map a topology position to the device's NVML index and UUID (NodeDevices
+	// lists GPUs by index, with gaps when a GPU fell off the bus).
+	index []int
+	uuids []string
+	nics  []string // by NIC position, as the topology numbers them
+}
+
+// gangPlan is a whole-gang placement made at the first member's PreFilter. Its GPUs are taken in
+// the cluster at once under placeholder owners, so no other pod can take them while the other
+// members come through their scheduling cycles; each member's Reserve turns its placeholder into
+// its own allocation.
+type gangPlan struct {
+	// byPod maps a member to its placement; members are matched to placements when planned.
+	byPod   map[types.UID]topology.Placement
+	created time.Time
+	domain  topology.DomainInfo
+}
+
+// gpuCache mirrors the cluster's GPUs for planning: the domain tree with free GPUs per domain, each
+// node's GPU interconnect, which pod holds which GPUs, and the live gang plans. It is fed by
+// informers (nodes, NodeDevices, pods) and by the plugin's Reserve/Unreserve. All methods lock.
+type gpuCache struct {
+	mu       sync.Mutex
+	resource v1.ResourceName
+	cluster  *topology.Cluster
+	nodes    map[string]*nodeState
+	// owners: GPUs held by bound or reserved pods, and placeholders of planned members.
+	owners map[types.UID]allocation
+	plans  map[string]*gangPlan
+}
+
+func newGPUCache(levels []string, resource v1.ResourceName) *gpuCache {
+	return &gpuCache{
+		resource: resource,
+		cluster:  topology.NewCluster(levels, nil),
+		nodes:    map[string]*nodeState{},
+		owners:   map[types.UID]allocation{},
+		plans:    map[string]*gangPlan{},
+	}
+}
+
+// placeholderUID names the GPUs a plan holds for a member until its Reserve.
+func placeholderUID(pod types.UID) types.UID { return "plan:" + pod }
+
+// upsertNode records a node add or update.
+func (c *gpuCache) upsertNode(n *v1.Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.nodes[n.Name]
+	if st == nil {
+		st = &nodeState{}
+		c.nodes[n.Name] = st
+	}
+	st.node = n
+	c.syncNodeLocked(n.Name, st)
+}
+
+func (c *gpuCache) deleteNode(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.nodes[name]; st != nil {
+		st.node = nil
+		if st.devices == nil {
+			delete(c.nodes, name)
+		}
+	}
+	c.cluster.RemoveNode(name)
+}
+
+// upsertDevices records the NodeDevices of a node (named after it).
+func (c *gpuCache) upsertDevices(d *devicev1beta1.NodeDevices) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.nodes[d.Name]
+	if st == nil {
+		st = &nodeState{}
+		c.nodes[d.Name] = st
+	}
+	st.devices = d
+	st.topo, st.index, st.uuids, st.nics = nil, nil, nil, nil
+	spec := device.TopologySpec(d.Status.GPUs, d.Status.NICs)
+	if len(spec.GPUs) > 0 {
+		if t, err := topology.NewGPUTopology(spec); err == nil {
+			st.topo = t
+			for _, g := range d.Status.GPUs {
+				st.index = append(st.index, int(g.Index))
+				st.uuids = append(st.uuids, g.UUID)
+			}
+			for _, n := range spec.NICs {
+				st.nics = append(st.nics, n.Name)
+			}
+		}
+	}
+	if st.node != nil {
+		c.syncNodeLocked(d.Name, st)
+	}
+}
+
+func (c *gpuCache) deleteDevices(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.nodes[name]
+	if st == nil {
+		return
+	}
+	st.devices, st.topo, st.index, st.uuids, st.nics = nil, nil, nil, nil, nil
+	if st.node == nil {
+		delete(c.nodes, name)
+		return
+	}
+	c.syncNodeLocked(name, st)
+}
+
+// syncNodeLocked (re)states the node in the cluster: its GPU count is the allocatable of the GPU
+// resource (NodeDevices may list GPUs the kubelet does not offer, e.g. unhealthy ones, which are
+// marked used), plus every GPU held by an owner on it.
+func (c *gpuCache) syncNodeLocked(name string, st *nodeState) {
+	q := st.node.Status.Allocatable[c.resource]
+	st.gpus = int(q.Value())
+	topo := st.topo
+	if topo != nil && topo.NumGPUs() < st.gpus {
+		topo = nil // the devices object is behind the kubelet's view; plan without interconnect
+	}
+	n := st.gpus
+	if topo != nil {
+		n = topo.NumGPUs()
+	}
+	var used []int
+	if topo != nil && st.devices != nil {
+		for pos, g := range st.devices.Status.GPUs {
+			if !g.Health.Healthy && pos < n {
+				used = append(used, pos)
+			}
+		}
+	}
+	for _, a := range c.owners {
+		if a.node == name {
+			used = append(used, a.gpus...)
+		}
+	}
+	used = dedupe(used)
+	// GPUs beyond what the kubelet offers are not ours to give.
+	for i := n - 1; topo != nil && len(used) < n-st.gpus && i >= 0; i-- {
+		if !contains(used, i) {
+			used = append(used, i)
+		}
+	}
+	_ = c.cluster.SetNode(topology.NodeSpec{
+		Name: name, Labels: st.node.Labels, Topology: topo, GPUCount: n, UsedGPUs: dedupe(used),
+	})
+}
+
+// podGPUs is the number of GPUs a pod asks for (limits win, as for extended resources).
+func podGPUs(pod *v1.Pod, res v1.ResourceName) int {
+	total := 0
+	for _, ctr := range pod.Spec.Containers {
+		q, ok := ctr.Resources.Limits[res]
+		if !ok {
+			q = ctr.Resources.Requests[res]
+		}
+		total += int(q.Value())
+	}
+	for _, ctr := range pod.Spec.InitContainers {
+		q, ok := ctr.Resources.Limits[res]
+		if !ok {
+			q = ctr.Resources.Requests[res]
+		}
+		if int(q.Value()) > total {
+			total = int(q.Value())
+		}
+	}
+	return total
+}
+
+// observePod records an assigned pod from the informer: a pod bound with our annotation holds
+// exactly those GPUs (this is how the cache is rebuilt after a restart); a pod bound without one
+// (another scheduler, or before PreBind's patch is seen) holds its count of the lowest free GPUs so
+// capacity stays right. A terminal pod holds nothing.
+func (c *gpuCache) observePod(pod *v1.Pod) {
+	if pod.Spec.NodeName == "" {
+		return
+	}
+	if pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
+		c.forgetPod(pod.UID)
+		return
+	}
+	want := podGPUs(pod, c.resource)
+	if want == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	node := pod.Spec.NodeName
+	annotated := c.annotatedLocked(pod)
+	if have, ok := c.owners[pod.UID]; ok && have.node == node && (annotated == nil || equalInts(annotated, have.gpus)) {
+		return
+	}
+	c.releaseLocked(pod.UID)
+	free, ok := c.cluster.FreeGPUs(node)
+	if !ok {
+		return // node not known yet; its upsert recounts owners
+	}
+	gpus := annotated
+	for _, g := range gpus {
+		if !contains(free, g) {
+			gpus = nil // claimed GPUs already taken: count capacity, not indices
+			break
+		}
+	}
+	if gpus == nil {
+		if len(free) < want {
+			return // overcommitted node: nothing sensible to hold
+		}
+		gpus = free[:want]
+	}
+	if err := c.cluster.Allocate(node, gpus, nil); err == nil {
+		c.owners[pod.UID] = allocation{node: node, gpus: gpus}
+	}
+}
+
+// annotatedLocked returns the topology positions of the GPUs the pod's annotation names, nil when
+// it has none (or one that does not parse or names GPUs the node lacks).
+func (c *gpuCache) annotatedLocked(pod *v1.Pod) []int {
+	ann, err := devicev1beta1.ParseGPUAnnotation(pod.Annotations[devicev1beta1.AnnotationGPUs])
+	if err != nil || len(ann) == 0 {
+		return nil
+	}
+	out := make([]int, 0, len(ann))
+	for _, g := range ann {
+		pos := c.positionLocked(pod.Spec.NodeName, int(g.Index))
+		if pos < 0 {
+			return nil
+		}
+		out = append(out, pos)
+	}
+	return dedupe(out)
+}
+
+// positionLocked maps a device index on a node to the topology position (identity without
+// NodeDevices).
+func (c *gpuCache) positionLocked(node string, index int) int {
+	if st := c.nodes[node]; st != nil && st.topo != nil {
+		for pos, ix := range st.index {
+			if ix == index {
+				return pos
+			}
+		}
+		return -1
+	}
+	return index
+}
+
+func (c *gpuCache) forgetPod(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(uid)
+}
+
+func (c *gpuCache) releaseLocked(uid types.UID) {
+	a, ok := c.owners[uid]
+	if !ok {
+		return
+	}
+	delete(c.owners, uid)
+	_ = c.cluster.Release(a.node, a.gpus, nil)
+}
+
+// reserve gives pod the GPUs of its planned placement (turning the placeholder into its own) or,
+// without a plan, the best set on node. It returns the allocation made.
+func (c *gpuCache) reserve(pod *v1.Pod, node string, want, wantNICs int) (allocation, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a, ok := c.owners[pod.UID]; ok {
+		if a.node == node {
+			return a, nil
+		}
+		c.releaseLocked(pod.UID)
+	}
+	if ph, ok := c.owners[placeholderUID(pod.UID)]; ok && ph.node == node {
+		delete(c.owners, placeholderUID(pod.UID))
+		c.owners[pod.UID] = ph
+		return ph, nil
+	}
+	c.releaseLocked(placeholderUID(pod.UID))
+	st := c.nodes[node]
+	free, ok := c.cluster.FreeGPUs(node)
+	if st == nil || !ok || len(free) < want {
+		return allocation{}, fmt.Errorf("node %s has %d free %s, pod needs %d", node, len(free), c.resource, want)
+	}
+	a := allocation{node: node, gpus: free[:want]}
+	if st.topo != nil {
+		if ch, ok := st.topo.Choose(maskOf(free), topology.GPURequest{GPUs: want, NICs: wantNICs}); ok {
+			a.gpus, a.nics = ch.GPUs, ch.NICs
+		}
+	}
+	if err := c.cluster.Allocate(node, a.gpus, nil); err != nil {
+		return allocation{}, err
+	}
+	c.owners[pod.UID] = a
+	return a, nil
+}
+
+// held returns the GPUs a pod holds.
+func (c *gpuCache) held(uid types.UID) (allocation, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.owners[uid]
+	return a, ok
+}
+
+// freeOn returns the node's free GPU count, false for a node the cache does not know.
+func (c *gpuCache) freeOn(node string) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	free, ok := c.cluster.FreeGPUs(node)
+	return len(free), ok
+}
+
+// score rates the best set of want GPUs the node can offer now (0 when it cannot).
+func (c *gpuCache) score(node string, want, wantNICs int) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.nodes[node]
+	free, ok := c.cluster.FreeGPUs(node)
+	if st == nil || !ok || len(free) < want || st.topo == nil {
+		return 0
+	}
+	q, ok := st.topo.Score(maskOf(free), topology.GPURequest{GPUs: want, NICs: wantNICs})
+	if !ok {
+		return 0
+	}
+	return q.NodeScore()
+}
+
+// describe renders an allocation for the pod annotations: "0:GPU-…,3:GPU-…" and NIC names.
+func (c *gpuCache) describe(a allocation) (gpus, nics string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.nodes[a.node]
+	refs := make([]devicev1beta1.GPURef, len(a.gpus))
+	for i, pos := range a.gpus {
+		refs[i].Index = int32(pos)
+		if st != nil && st.topo != nil && pos < len(st.uuids) {
+			refs[i].Index, refs[i].UUID = int32(st.index[pos]), st.uuids[pos]
+		}
+	}
+	gpus = devicev1beta1.FormatGPUAnnotation(refs)
+	for i, n := range a.nics {
+		if st != nil && n < len(st.nics) {
+			if i > 0 {
+				nics += ","
+			}
+			nics += st.nics[n]
+		}
+	}
+	return gpus, nics
+}
+
+func maskOf(idx []int) uint64 {
+	var m uint64
+	for _, i := range idx {
+		m |= 1 << uint(i)
+	}
+	return m
+}
+
+func contains(s []int, x int) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func dedupe(s []int) []int {
+	sort.Ints(s)
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,220 @@
+package topology
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
+	"github.com/tensorstack/t9k/pkg/topology"
+)
+
+const gpuRes = v1.ResourceName("nvidia.com/gpu")
+
+var levels = []string{"network.topology.nvidia.com/block", "network.topology.nvidia.com/spine"}
+
+func testNode(name, block, spine string, gpus int) *v1.Node {
+	q := *resource.NewQuantity(int64(gpus), resource.DecimalSI)
+	return &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{levels[0]: block, levels[1]: spine}},
+		Status:     v1.NodeStatus{Allocatable: v1.ResourceList{gpuRes: q}},
+	}
+}
+
+// pairedDevices: 8 GPUs with NVLink bridges 0-1, 2-3, 4-5, 6-7, GPUs 0-3 on NUMA 0 and 4-7 on
+// NUMA 1, one NIC per pair behind the pair's PCIe switch.
+func pairedDevices(node string) *devicev1beta1.NodeDevices {
+	d := &devicev1beta1.NodeDevices{ObjectMeta: metav1.ObjectMeta{Name: node}}
+	for i := 0; i < 8; i++ {
+		sw := fmt.Sprintf("sw%d", i/2)
+		g := devicev1beta1.GPU{
+			Index: int32(i), UUID: fmt.Sprintf("GPU-%s-%d", node, i), NUMANode: int32(i / 4),
+			PCIeSwitch: sw, PCIeRoot: fmt.Sprintf("root%d", i/4), Health: devicev1beta1.GPUHealth{Healthy: true},
+			NVLink: &devicev1beta1.GPUNVLink{ActiveLinks: 12, Peers: []devicev1beta1.NVLinkPeer{{Index: int32(i ^ 1), Links: 12, Via: devicev1beta1.NVLinkViaBridge}}},
+		}
+		for n := 0; n < 4; n++ {
+			lvl := devicev1beta1.PCIeLevelSYS
+			if n == i/2 {
+				lvl = devicev1beta1.PCIeLevelPIX
+			}
+			g.NICs = append(g.NICs, devicev1beta1.GPUNICLevel{NIC: fmt.Sprintf("mlx5_%d", n), Level: lvl})
+		}
+		d.Status.GPUs = append(d.Status.GPUs, g)
+	}
+	for n := 0; n < 4; n++ {
+		d.Status.NICs = append(d.Status.NICs, devicev1beta1.NIC{Name: fmt.Sprintf("mlx5_%d", n)})
+	}
+	return d
+}
+
+func gpuPod(name string, uid types.UID, node string, gpus int, ann string) *v1.Pod {
+	q := *resource.NewQuantity(int64(gpus), resource.DecimalSI)
+	p := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: uid},
+		Spec: v1.PodSpec{NodeName: node, Containers: []v1.Container{{Name: "c",
+			Resources: v1.ResourceRequirements{Limits: v1.ResourceList{gpuRes: q}}}}},
+	}
+	if ann != "" {
+		p.Annotations = map[string]string{devicev1beta1.AnnotationGPUs: ann}
+	}
+	return p
+}
+
+func TestReserveChoosesBridgedPairAndNearestNIC(t *testing.T) {
+	c := newGPUCache(levels, gpuRes)
+	c.upsertNode(testNode("n0", "b0", "s0", 8))
+	c.upsertDevices(pairedDevices("n0"))
+	// GPU 0 is taken: a 2-GPU pod must get a whole bridged pair, not 1+2.
+	c.observePod(gpuPod("busy", "busy", "n0", 1, "0:GPU-n0-0"))
+	a, err := c.reserve(gpuPod("p", "p", "", 2, ""), "n0", 2, 1)
+	require.NoError(t, err)
+	require.Equal(t, "n0", a.node)
+	require.Equal(t, 2, len(a.gpus))
+	require.Equal(t, a.gpus[0]^1, a.gpus[1], "a bridged pair: got %v", a.gpus)
+	gpus, nics := c.describe(a)
+	require.Equal(t, fmt.Sprintf("%d:GPU-n0-%d,%d:GPU-n0-%d", a.gpus[0], a.gpus[0], a.gpus[1], a.gpus[1]), gpus)
+	require.Equal(t, fmt.Sprintf("mlx5_%d", a.gpus[0]/2), nics, "the NIC behind the pair's switch")
+	free, _ := c.freeOn("n0")
+	require.Equal(t, 5, free)
+
+	// Reserving again for the same pod on the same node is idempotent.
+	again, err := c.reserve(gpuPod("p", "p", "", 2, ""), "n0", 2, 1)
+	require.NoError(t, err)
+	require.Equal(t, a.gpus, again.gpus)
+	free, _ = c.freeOn("n0")
+	require.Equal(t, 5, free)
+
+	c.forgetPod("p")
+	free, _ = c.freeOn("n0")
+	require.Equal(t, 7, free)
+}
+
+// After a scheduler restart the cache is rebuilt from the pods' annotations: exactly the annotated
+// GPUs are held, whatever order the informer delivers things in.
+func TestRebuildFromAnnotations(t *testing.T) {
+	c := newGPUCache(levels, gpuRes)
+	c.observePod(gpuPod("early", "early", "n0", 2, "6:GPU-n0-6,7:GPU-n0-7")) // before the node: ignored
+	c.upsertNode(testNode("n0", "b0", "s0", 8))
+	c.upsertDevices(pairedDevices("n0"))
+	c.observePod(gpuPod("early", "early", "n0", 2, "6:GPU-n0-6,7:GPU-n0-7"))
+	c.observePod(gpuPod("a", "a", "n0", 2, "2:GPU-n0-2,3:GPU-n0-3"))
+	c.observePod(gpuPod("noann", "noann", "n0", 1, "")) // bound elsewhere: counts, lowest free
+	got, ok := c.cluster.FreeGPUs("n0")
+	require.True(t, ok)
+	require.Equal(t, []int{1, 4, 5}, got)
+
+	// The annotation arriving later moves the unannotated pod to its real GPU.
+	c.observePod(gpuPod("noann", "noann", "n0", 1, "5:GPU-n0-5"))
+	got, _ = c.cluster.FreeGPUs("n0")
+	require.Equal(t, []int{0, 1, 4}, got)
+
+	// Finished pods give their GPUs back.
+	done := gpuPod("a", "a", "n0", 2, "2:GPU-n0-2,3:GPU-n0-3")
+	done.Status.Phase = v1.PodSucceeded
+	c.observePod(done)
+	got, _ = c.cluster.FreeGPUs("n0")
+	require.Equal(t, []int{0, 1, 2, 3, 4}, got)
+}
+
+func TestUnhealthyGPUIsNotOffered(t *testing.T) {
+	c := newGPUCache(levels, gpuRes)
+	c.upsertNode(testNode("n0", "b0", "s0", 8))
+	d := pairedDevices("n0")
+	d.Status.GPUs[3].Health = devicev1beta1.GPUHealth{Healthy: false, Reason: "XID79"}
+	c.upsertDevices(d)
+	got, _ := c.cluster.FreeGPUs("n0")
+	require.NotContains(t, got, 3)
+	require.Len(t, got, 7)
+}
+
+// A gang plan holds its GPUs at once: a lone pod cannot take them between the members' cycles,
+// each member's reserve gets exactly its planned set, and dropping the plan frees the rest.
+func TestGangPlanHoldsGPUsUntilClaimed(t *testing.T) {
+	c := newGPUCache(levels, gpuRes)
+	// Block b0: 2 nodes with 4 free GPUs each; block b1: 4 empty nodes. A 4×8 gang fits only in b1.
+	for i := 0; i < 2; i++ {
+		name := fmt.Sprintf("b0-n%d", i)
+		c.upsertNode(testNode(name, "b0", "s0", 8))
+		c.observePod(gpuPod("busy-"+name, types.UID("busy-"+name), name, 4, ""))
+	}
+	for i := 0; i < 4; i++ {
+		name := fmt.Sprintf("b1-n%d", i)
+		c.upsertNode(testNode(name, "b1", "s0", 8))
+		c.upsertDevices(pairedDevices(name))
+	}
+	members := []memberReq{{uid: "m0", gpus: 8}, {uid: "m1", gpus: 8}, {uid: "m2", gpus: 8}, {uid: "m3", gpus: 8}}
+	plan, err := c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyPreferred}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "block=b1", plan.domain.Name)
+	nodes := map[string]bool{}
+	for _, m := range members {
+		node, ok := c.placement("ns/g", m.uid)
+		require.True(t, ok)
+		nodes[node] = true
+	}
+	require.Len(t, nodes, 4, "one node per 8-GPU member")
+
+	for n := range nodes {
+		free, _ := c.freeOn(n)
+		require.Zero(t, free, "planned GPUs are held on %s", n)
+		_, err := c.reserve(gpuPod("intruder", "x", "", 1, ""), n, 1, 0)
+		require.Error(t, err, "a lone pod must not take a planned GPU")
+	}
+
+	node0, _ := c.placement("ns/g", "m0")
+	a, err := c.reserve(gpuPod("m0", "m0", "", 8, ""), node0, 8, 0)
+	require.NoError(t, err)
+	require.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7}, a.gpus)
+
+	c.dropPlan("ns/g")
+	free, _ := c.freeOn(node0)
+	require.Zero(t, free, "the member that reserved keeps its GPUs")
+	for n := range nodes {
+		if n != node0 {
+			free, _ := c.freeOn(n)
+			require.Equal(t, 8, free, "unclaimed places are released on %s", n)
+		}
+	}
+}
+
+func TestRequiredPolicyUnschedulableReason(t *testing.T) {
+	c := newGPUCache(levels, gpuRes)
+	for b := 0; b < 2; b++ {
+		for i := 0; i < 2; i++ {
+			c.upsertNode(testNode(fmt.Sprintf("b%d-n%d", b, i), fmt.Sprintf("b%d", b), "s0", 8))
+		}
+	}
+	members := []memberReq{{uid: "a", gpus: 8}, {uid: "b", gpus: 8}, {uid: "c", gpus: 8}}
+	_, err := c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyRequired, Level: levels[0]}, nil)
+	var unsched *topology.UnschedulableError
+	require.ErrorAs(t, err, &unsched)
+	require.Contains(t, unsched.Reason, "needs 24 GPUs")
+	require.Contains(t, unsched.Reason, "block")
+	for _, n := range []string{"b0-n0", "b0-n1", "b1-n0", "b1-n1"} {
+		free, _ := c.freeOn(n)
+		require.Equal(t, 8, free, "a failed plan holds nothing")
+	}
+
+	// Preferred climbs to the spine and places it.
+	_, err = c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyPreferred}, nil)
+	require.NoError(t, err)
+}
+
+func TestExpirePlans(t *testing.T) {
+	c := newGPUCache(levels, gpuRes)
+	c.upsertNode(testNode("n0", "b0", "s0", 8))
+	_, err := c.planGang("ns/g", []memberReq{{uid: "a", gpus: 4}, {uid: "b", gpus: 4}}, topology.Policy{}, nil)
+	require.NoError(t, err)
+	require.Empty(t, c.expirePlans(time.Hour))
+	free, _ := c.freeOn("n0")
+	require.Zero(t, free)
+	require.Equal(t, []string{"ns/g"}, c.expirePlans(0))
+	free, _ = c.freeOn("n0")
+	require.Equal(t, 8, free)
+}

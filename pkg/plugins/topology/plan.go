@@ -1,0 +1,115 @@
+package topology
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/tensorstack/t9k/pkg/topology"
+)
+
+// memberReq is one gang member to place: its pod and what it asks of a node.
+type memberReq struct {
+	uid  types.UID
+	gpus int
+	nics int
+}
+
+// planGang places the members as a whole (pkg/topology's planner: smallest domain that fits, best
+// fit, best-connected GPUs) and holds their GPUs under placeholders until each member's Reserve.
+// An existing plan of the gang is dropped first. Members with identical requests form one planner
+// group; placements are handed out in member order.
+func (c *gpuCache) planGang(key string, members []memberReq, policy topology.Policy, exclude func(string) bool) (*gangPlan, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropPlanLocked(key)
+
+	type shape struct{ gpus, nics int }
+	groupOf := map[shape]int{}
+	var g topology.Gang
+	g.Policy, g.Exclude = policy, exclude
+	byGroup := map[int][]types.UID{}
+	for _, m := range members {
+		s := shape{m.gpus, m.nics}
+		i, ok := groupOf[s]
+		if !ok {
+			i = len(g.Groups)
+			groupOf[s] = i
+			g.Groups = append(g.Groups, topology.MemberGroup{Name: fmt.Sprintf("%dgpu", m.gpus), GPUs: m.gpus, NICs: m.nics})
+		}
+		g.Groups[i].Count++
+		byGroup[i] = append(byGroup[i], m.uid)
+	}
+	plan, err := c.cluster.Plan(g)
+	if err != nil {
+		return nil, err
+	}
+	gp := &gangPlan{byPod: map[types.UID]topology.Placement{}, created: time.Now(), domain: plan.Domain}
+	for _, p := range plan.Placements {
+		uid := byGroup[p.Group][p.Ordinal]
+		if err := c.cluster.Allocate(p.Node, p.GPUs, nil); err != nil {
+			// The planner worked on this very state, so this is a bug; undo and report it.
+			c.plans[key] = gp
+			c.dropPlanLocked(key)
+			return nil, fmt.Errorf("holding planned GPUs on %s: %w", p.Node, err)
+		}
+		c.owners[placeholderUID(uid)] = allocation{node: p.Node, gpus: p.GPUs, nics: p.NICs}
+		gp.byPod[uid] = p
+	}
+	c.plans[key] = gp
+	return gp, nil
+}
+
+// placement returns the planned node of a member, if its gang has a live plan that still holds
+// its GPUs (or it already reserved them).
+func (c *gpuCache) placement(key string, uid types.UID) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gp := c.plans[key]
+	if gp == nil {
+		return "", false
+	}
+	p, ok := gp.byPod[uid]
+	if !ok {
+		return "", false
+	}
+	_, held := c.owners[placeholderUID(uid)]
+	_, own := c.owners[uid]
+	return p.Node, held || own
+}
+
+// dropPlan releases whatever a gang's plan still holds for members that have not reserved.
+func (c *gpuCache) dropPlan(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropPlanLocked(key)
+}
+
+func (c *gpuCache) dropPlanLocked(key string) {
+	gp := c.plans[key]
+	if gp == nil {
+		return
+	}
+	for uid := range gp.byPod {
+		c.releaseLocked(placeholderUID(uid))
+	}
+	delete(c.plans, key)
+}
+
+// expirePlans drops plans older than maxAge: a gang whose members never came to claim their
+// places (rejected, deleted) must not hold GPUs for ever.
+func (c *gpuCache) expirePlans(maxAge time.Duration) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var dropped []string
+	for key, gp := range c.plans {
+		if time.Since(gp.created) > maxAge {
+			c.dropPlanLocked(key)
+			dropped = append(dropped, key)
+		}
+	}
+	sort.Strings(dropped)
+	return dropped
+}

@@ -1,0 +1,364 @@
+// Package topology is the T9kTopology scheduler plugin: whole-gang placement into the smallest
+// topology domain that fits, and the choice of the exact GPUs (and RDMA NICs) of each pod by their
+// interconnect. The algorithms are pkg/topology's; this package feeds them from the scheduler's
+// informers and turns their answers into framework results.
+//
+//   - PreFilter: the first member of a gang (groupstate) to arrive plans the whole gang once on the
+//     current state — domain, node and GPUs per member — and holds those GPUs; every member then
+//     returns PreFilterResult{NodeNames: {its node}}, so the framework evaluates one node per pod,
+//     not thousands. A gang that cannot be placed under its PodGroup's topologyPolicy is
+//     unschedulable with the planner's reason.
+//   - Filter: a planned pod fits only its planned node; others need enough free GPUs in our cache.
+//   - Score: the interconnect quality of the best GPU set each node can offer.
+//   - Reserve/Unreserve: take or return the GPUs in the cache; a failed member drops its gang's plan.
+//   - PreBind: write the choice on the pod (device.tensorstack.dev/gpus and /nics), which the
+//     device-agent honours and from which the cache is rebuilt after a restart.
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+
+	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
+	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+	"github.com/tensorstack/t9k/pkg/plugins/apis/config"
+	"github.com/tensorstack/t9k/pkg/scheduler/groupstate"
+	"github.com/tensorstack/t9k/pkg/topology"
+)
+
+// Name is the plugin's name in KubeSchedulerConfiguration.
+const Name = "T9kTopology"
+
+const stateKey fwk.StateKey = Name
+
+// Topology implements the plugin.
+type Topology struct {
+	handle   framework.Handle
+	groups   *groupstate.State
+	cache    *gpuCache
+	args     config.T9kTopologyArgs
+	resource v1.ResourceName
+	nicRes   v1.ResourceName
+}
+
+var (
+	_ framework.PreFilterPlugin = &Topology{}
+	_ framework.FilterPlugin    = &Topology{}
+	_ framework.ScorePlugin     = &Topology{}
+	_ framework.ReservePlugin   = &Topology{}
+	_ framework.PreBindPlugin   = &Topology{}
+)
+
+// cycle is what PreFilter learned for the rest of the pod's scheduling cycle.
+type cycle struct {
+	gpus, nics int
+	gang       string // "" for a pod placed on its own
+	node       string // the planned node of a gang member
+}
+
+func (c *cycle) Clone() fwk.StateData { return c }
+
+// New builds the plugin and starts feeding its cache from the scheduler's informers.
+func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework.Plugin, error) {
+	args, ok := obj.(*config.T9kTopologyArgs)
+	if !ok {
+		return nil, fmt.Errorf("%s: want args of type T9kTopologyArgs, got %T", Name, obj)
+	}
+	if err := config.ValidateT9kTopologyArgs(args); err != nil {
+		return nil, err
+	}
+	groups, err := groupstate.For(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	p := &Topology{handle: h, groups: groups, args: *args,
+		resource: v1.ResourceName(args.GPUResource), nicRes: v1.ResourceName(args.NICResource)}
+	p.cache = newGPUCache(args.Levels, p.resource)
+	if err := p.watch(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Name returns the plugin name.
+func (p *Topology) Name() string { return Name }
+
+// watch wires nodes and pods (the scheduler's informers) and NodeDevices (a cache of our own) into
+// the GPU cache.
+func (p *Topology) watch(ctx context.Context) error {
+	logger := klog.FromContext(ctx).WithName(Name)
+	nodes := p.handle.SharedInformerFactory().Core().V1().Nodes().Informer()
+	if _, err := nodes.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { p.onNode(o, false) },
+		UpdateFunc: func(_, o any) { p.onNode(o, false) },
+		DeleteFunc: func(o any) { p.onNode(o, true) },
+	}); err != nil {
+		return err
+	}
+	pods := p.handle.SharedInformerFactory().Core().V1().Pods().Informer()
+	if _, err := pods.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { p.onPod(o, false) },
+		UpdateFunc: func(_, o any) { p.onPod(o, false) },
+		DeleteFunc: func(o any) { p.onPod(o, true) },
+	}); err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := devicev1beta1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := crcache.New(p.handle.KubeConfig(), crcache.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("NodeDevices cache: %w", err)
+	}
+	inf, err := c.GetInformer(ctx, &devicev1beta1.NodeDevices{})
+	if err != nil {
+		return err
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { p.onDevices(o, false) },
+		UpdateFunc: func(_, o any) { p.onDevices(o, false) },
+		DeleteFunc: func(o any) { p.onDevices(o, true) },
+	}); err != nil {
+		return err
+	}
+	go func() {
+		if err := c.Start(ctx); err != nil {
+			logger.Error(err, "NodeDevices cache stopped")
+		}
+	}()
+	syncCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if !c.WaitForCacheSync(syncCtx) {
+		return errors.New("NodeDevices cache did not sync within a minute (is the device.tensorstack.dev CRD installed?)")
+	}
+	return nil
+}
+
+func unwrap(o any) any {
+	if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		return d.Obj
+	}
+	return o
+}
+
+func (p *Topology) onNode(o any, deleted bool) {
+	n, ok := unwrap(o).(*v1.Node)
+	if !ok {
+		return
+	}
+	if deleted {
+		p.cache.deleteNode(n.Name)
+		return
+	}
+	p.cache.upsertNode(n)
+}
+
+func (p *Topology) onDevices(o any, deleted bool) {
+	d, ok := unwrap(o).(*devicev1beta1.NodeDevices)
+	if !ok {
+		return
+	}
+	if deleted {
+		p.cache.deleteDevices(d.Name)
+		return
+	}
+	p.cache.upsertDevices(d)
+}
+
+func (p *Topology) onPod(o any, deleted bool) {
+	pod, ok := unwrap(o).(*v1.Pod)
+	if !ok {
+		return
+	}
+	if deleted {
+		p.cache.forgetPod(pod.UID)
+		return
+	}
+	p.cache.observePod(pod)
+}
+
+// PreFilter plans a gang on its first member's arrival and narrows every member to its node.
+func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+	c := &cycle{gpus: podGPUs(pod, p.resource), nics: podGPUs(pod, p.nicRes)}
+	cs.Write(stateKey, c)
+	if c.gpus == 0 {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	for _, key := range p.cache.expirePlans(p.args.PlanTTL()) {
+		klog.FromContext(ctx).V(4).Info("dropped an unclaimed gang plan", "gang", key)
+	}
+	gang, ok := p.groups.Gang(pod)
+	if !ok || gang.MinMember <= 1 && len(gang.Members) <= 1 {
+		return nil, nil // a pod of its own: Filter and Score pick its node
+	}
+	c.gang = gang.Key.String()
+	if node, ok := p.cache.placement(c.gang, pod.UID); ok {
+		c.node = node
+		return &framework.PreFilterResult{NodeNames: nodeSet(node)}, nil
+	}
+	members := gang.ToPlace(pod)
+	reqs := make([]memberReq, 0, len(members))
+	for _, m := range members {
+		if g := podGPUs(m.Pod, p.resource); g > 0 {
+			reqs = append(reqs, memberReq{uid: m.Pod.UID, gpus: g, nics: podGPUs(m.Pod, p.nicRes)})
+		}
+	}
+	plan, err := p.cache.planGang(c.gang, reqs, p.policyOf(gang.TopologyPolicy), nil)
+	if err != nil {
+		var unsched *topology.UnschedulableError
+		if errors.As(err, &unsched) {
+			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, unsched.Reason)
+		}
+		return nil, fwk.AsStatus(err)
+	}
+	placed, ok := plan.byPod[pod.UID]
+	if !ok {
+		return nil, fwk.NewStatus(fwk.Error, "gang plan has no place for this member")
+	}
+	klog.FromContext(ctx).V(3).Info("planned gang", "gang", c.gang, "domain", plan.domain.Name, "members", len(reqs))
+	c.node = placed.Node
+	return &framework.PreFilterResult{NodeNames: nodeSet(placed.Node)}, nil
+}
+
+// policyOf maps the PodGroup's policy to the planner's; unset is None.
+func (p *Topology) policyOf(tp *schedv1beta1.TopologyPolicy) topology.Policy {
+	if tp == nil {
+		return topology.Policy{Mode: topology.PolicyNone}
+	}
+	switch tp.Mode {
+	case schedv1beta1.TopologyPreferred:
+		return topology.Policy{Mode: topology.PolicyPreferred}
+	case schedv1beta1.TopologyRequired:
+		return topology.Policy{Mode: topology.PolicyRequired, Level: tp.Level}
+	}
+	return topology.Policy{Mode: topology.PolicyNone}
+}
+
+func nodeSet(n string) sets.Set[string] { return sets.New(n) }
+
+// PreFilterExtensions is not needed: our Filter reads the GPU cache, not the cycle's pod set.
+func (p *Topology) PreFilterExtensions() framework.PreFilterExtensions { return nil }
+
+func readCycle(cs fwk.CycleState) *cycle {
+	d, err := cs.Read(stateKey)
+	if err != nil {
+		return nil
+	}
+	c, _ := d.(*cycle)
+	return c
+}
+
+// Filter keeps a planned member to its node and every GPU pod to nodes with enough free GPUs.
+func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fwk.NodeInfo) *fwk.Status {
+	c := readCycle(cs)
+	if c == nil || c.gpus == 0 {
+		return nil
+	}
+	name := ni.Node().Name
+	if c.node != "" {
+		if name != c.node {
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "not the node planned for this gang member")
+		}
+		return nil // the plan holds the GPUs
+	}
+	free, ok := p.cache.freeOn(name)
+	if !ok || free < c.gpus {
+		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("node has %d free %s with a usable topology, pod needs %d", free, p.resource, c.gpus))
+	}
+	return nil
+}
+
+// Score rates the interconnect of the best GPU set the node can offer.
+func (p *Topology) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fwk.NodeInfo) (int64, *fwk.Status) {
+	c := readCycle(cs)
+	if c == nil || c.gpus == 0 || c.node != "" {
+		return 0, nil
+	}
+	return p.cache.score(ni.Node().Name, c.gpus, c.nics), nil
+}
+
+// ScoreExtensions normalises raw scores to the framework's range.
+func (p *Topology) ScoreExtensions() framework.ScoreExtensions { return p }
+
+// NormalizeScore scales scores to [0, MaxNodeScore] by the best node's.
+func (p *Topology) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
+	var best int64
+	for _, s := range scores {
+		if s.Score > best {
+			best = s.Score
+		}
+	}
+	for i := range scores {
+		if best > 0 {
+			scores[i].Score = scores[i].Score * framework.MaxNodeScore / best
+		}
+	}
+	return nil
+}
+
+// Reserve takes the pod's GPUs in the cache: its planned set, or the best set on the node.
+func (p *Topology) Reserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
+	c := readCycle(cs)
+	if c == nil || c.gpus == 0 {
+		return nil
+	}
+	if _, err := p.cache.reserve(pod, node, c.gpus, c.nics); err != nil {
+		if c.gang != "" {
+			p.cache.dropPlan(c.gang)
+		}
+		return fwk.NewStatus(fwk.Unschedulable, err.Error())
+	}
+	return nil
+}
+
+// Unreserve returns the pod's GPUs; a member failing after its gang was planned drops the plan so
+// the gang is planned afresh on its next attempt.
+func (p *Topology) Unreserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ string) {
+	p.cache.forgetPod(pod.UID)
+	if c := readCycle(cs); c != nil && c.gang != "" {
+		p.cache.dropPlan(c.gang)
+	}
+}
+
+// PreBindPreFlight says whether PreBind has work: only for pods holding GPUs.
+func (p *Topology) PreBindPreFlight(_ context.Context, cs fwk.CycleState, _ *v1.Pod, _ string) *fwk.Status {
+	if c := readCycle(cs); c == nil || c.gpus == 0 {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	return nil
+}
+
+// PreBind writes the chosen GPUs (index:UUID) and NICs on the pod before it is bound, so the
+// device-agent hands exactly those to the container.
+func (p *Topology) PreBind(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
+	c := readCycle(cs)
+	if c == nil || c.gpus == 0 {
+		return nil
+	}
+	a, ok := p.cache.held(pod.UID)
+	if !ok || a.node != node {
+		return fwk.NewStatus(fwk.Error, "no GPUs reserved for the pod on "+node)
+	}
+	gpus, nics := p.cache.describe(a)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`,
+		devicev1beta1.AnnotationGPUs, gpus, devicev1beta1.AnnotationNICs, nics)
+	_, err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	if err != nil {
+		return fwk.AsStatus(fmt.Errorf("annotating GPUs: %w", err))
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+package groupstate
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+)
+
+const pendingKey fwk.StateKey = "scheduler.tensorstack.dev/pending-recorded"
+
+type flag struct{}
+
+func (flag) Clone() fwk.StateData { return flag{} }
+
+// RecordPending sets the gang's GroupScheduled=False reason and marks the scheduling cycle, so that
+// a later plugin (PostFilter) does not replace this precise reason with a generic one.
+func (s *State) RecordPending(cs fwk.CycleState, key GroupKey, reason, msg string) {
+	s.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, reason, msg)
+	if cs != nil {
+		cs.Write(pendingKey, flag{})
+	}
+}
+
+// PendingRecorded says whether a plugin recorded the gang's reason in this cycle.
+func PendingRecorded(cs fwk.CycleState) bool {
+	if cs == nil {
+		return false
+	}
+	_, err := cs.Read(pendingKey)
+	return err == nil
+}

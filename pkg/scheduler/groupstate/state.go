@@ -1,0 +1,615 @@
+// Package groupstate is the state t9k's scheduler plugins share inside one scheduler profile: which
+// pods form which gang (PodGroup, or a virtual group of one for a pod that only names a queue), the
+// Queues, what each queue's assigned pods request, and which members this scheduler has reserved
+// but not yet bound. The gang and queue plugins (pkg/plugins) read and update it; a topology plugin
+// can read a gang's members, minMember and policy through Gang without knowing either plugin.
+//
+// Everything here is fed by informers (the scheduler's own pod informer, a controller-runtime cache
+// for PodGroups and Queues) and by the plugins' Reserve/Unreserve/PostBind calls; nothing on the
+// scheduling hot path talks to the apiserver.
+package groupstate
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	listersv1 "k8s.io/client-go/listers/core/v1"
+
+	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+)
+
+// DefaultQueueNamespace is where Queues live unless the queue plugin is told otherwise.
+const DefaultQueueNamespace = "t9k-system"
+
+// GroupKey names a gang: a PodGroup (Namespace/Name), or with Pod set the virtual group of one
+// formed by a pod that names a queue but no group (Name is then the pod's name).
+type GroupKey struct {
+	Namespace, Name string
+	Pod             bool
+}
+
+func (k GroupKey) String() string {
+	if k.Pod {
+		return k.Namespace + "/pod:" + k.Name
+	}
+	return k.Namespace + "/" + k.Name
+}
+
+type nsName struct{ ns, name string }
+
+// QueueInfo is a Queue with its selectors compiled once per update.
+type QueueInfo struct {
+	Queue *v1beta1.Queue
+	// NodeSelector is nil when the queue may use every node.
+	NodeSelector labels.Selector
+	// NamespaceSelector is nil when no namespace may use the queue (unset or empty selector).
+	NamespaceSelector labels.Selector
+	// SelectorError is set when a selector does not parse; the queue then admits nothing.
+	SelectorError error
+}
+
+type podEntry struct {
+	pod *v1.Pod
+	key GroupKey
+	req Res
+	// reservedOn is the node this scheduler reserved the pod on, until the informer shows it bound.
+	reservedOn string
+	// counted is the queue whose usage includes this pod's requests ("" when none).
+	counted string
+}
+
+func (e *podEntry) assigned() bool { return e.pod.Spec.NodeName != "" || e.reservedOn != "" }
+
+type group struct {
+	members map[types.UID]*podEntry
+	// attemptStart is when the first member of the current placement attempt was reserved; zero
+	// while no member waits in Permit. The whole attempt shares one deadline.
+	attemptStart time.Time
+	// quorumReported is set once the group's bound members reached quorum, so the metric and the
+	// GroupScheduled condition are reported once per time the gang is scheduled.
+	quorumReported bool
+}
+
+// State is shared by the t9k plugins of one scheduler profile. Its methods are safe for concurrent
+// use.
+type State struct {
+	mu        sync.RWMutex
+	queueNS   string
+	groups    map[GroupKey]*group
+	pods      map[types.UID]*podEntry
+	podGroups map[nsName]*v1beta1.PodGroup
+	queues    map[nsName]*QueueInfo
+	usage     map[string]Res
+	desired   map[GroupKey]*pgStatus
+
+	now       func() time.Time
+	status    *statusWriter
+	podLister listersv1.PodLister
+}
+
+// New returns an empty State; For wires one to a scheduler. Tests and benchmarks feed it through
+// the Upsert*/Delete* methods the informers call.
+func New() *State {
+	return &State{
+		queueNS:   DefaultQueueNamespace,
+		groups:    map[GroupKey]*group{},
+		pods:      map[types.UID]*podEntry{},
+		podGroups: map[nsName]*v1beta1.PodGroup{},
+		queues:    map[nsName]*QueueInfo{},
+		usage:     map[string]Res{},
+		desired:   map[GroupKey]*pgStatus{},
+		now:       time.Now,
+	}
+}
+
+// SetQueueNamespace sets where Queues are looked up (the queue plugin's args).
+func (s *State) SetQueueNamespace(ns string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queueNS = ns
+}
+
+// KeyOf returns the gang a pod belongs to; false for a pod with neither a group nor a queue label.
+func KeyOf(pod *v1.Pod) (GroupKey, bool) {
+	if g := pod.Labels[v1beta1.LabelGroupName]; g != "" {
+		return GroupKey{Namespace: pod.Namespace, Name: g}, true
+	}
+	if pod.Labels[v1beta1.LabelQueue] != "" {
+		return GroupKey{Namespace: pod.Namespace, Name: pod.Name, Pod: true}, true
+	}
+	return GroupKey{}, false
+}
+
+func terminal(p *v1.Pod) bool {
+	return p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed
+}
+
+// UpsertPod records a pod add or update from the informer.
+func (s *State) UpsertPod(pod *v1.Pod) {
+	key, ok := KeyOf(pod)
+	if !ok {
+		return
+	}
+	if terminal(pod) {
+		s.DeletePod(pod)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.pods[pod.UID]
+	if e == nil {
+		e = &podEntry{key: key}
+		s.pods[pod.UID] = e
+		s.groupLocked(key).members[pod.UID] = e
+	}
+	if e.pod == nil || e.pod.ResourceVersion != pod.ResourceVersion || e.req == nil {
+		e.req = PodRequests(pod)
+	}
+	e.pod = pod
+	if pod.Spec.NodeName != "" {
+		e.reservedOn = ""
+	}
+	s.recountLocked(e)
+}
+
+// DeletePod records a pod deletion (or its move to a terminal phase).
+func (s *State) DeletePod(pod *v1.Pod) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.pods[pod.UID]
+	if e == nil {
+		return
+	}
+	s.subUsageLocked(e)
+	delete(s.pods, pod.UID)
+	if g := s.groups[e.key]; g != nil {
+		delete(g.members, pod.UID)
+		s.settleGroupLocked(e.key, g)
+	}
+}
+
+func (s *State) groupLocked(k GroupKey) *group {
+	g := s.groups[k]
+	if g == nil {
+		g = &group{members: map[types.UID]*podEntry{}}
+		s.groups[k] = g
+	}
+	return g
+}
+
+// settleGroupLocked drops empty groups and resets per-attempt bookkeeping when nothing is placed.
+func (s *State) settleGroupLocked(k GroupKey, g *group) {
+	if len(g.members) == 0 {
+		delete(s.groups, k)
+		return
+	}
+	assigned, reserved := 0, 0
+	for _, m := range g.members {
+		if m.assigned() {
+			assigned++
+		}
+		if m.reservedOn != "" {
+			reserved++
+		}
+	}
+	if reserved == 0 {
+		g.attemptStart = time.Time{}
+	}
+	if min := s.minMemberLocked(k); assigned < int(min) {
+		g.quorumReported = false
+	}
+}
+
+func (s *State) minMemberLocked(k GroupKey) int32 {
+	if k.Pod {
+		return 1
+	}
+	if pg := s.podGroups[nsName{k.Namespace, k.Name}]; pg != nil {
+		return pg.Spec.MinMember
+	}
+	return 1
+}
+
+// queueOfLocked is the queue a member's requests count against: its PodGroup's spec.queue, else
+// its own queue label.
+func (s *State) queueOfLocked(e *podEntry) string {
+	if !e.key.Pod {
+		if pg := s.podGroups[nsName{e.key.Namespace, e.key.Name}]; pg != nil {
+			if pg.Spec.Queue != "" {
+				return pg.Spec.Queue
+			}
+			return v1beta1.DefaultQueue
+		}
+	}
+	return e.pod.Labels[v1beta1.LabelQueue]
+}
+
+func (s *State) recountLocked(e *podEntry) {
+	want := ""
+	if e.assigned() && !terminal(e.pod) {
+		want = s.queueOfLocked(e)
+	}
+	if want == e.counted {
+		return
+	}
+	s.subUsageLocked(e)
+	if want != "" {
+		u := s.usage[want]
+		if u == nil {
+			u = Res{}
+			s.usage[want] = u
+		}
+		u.Add(e.req)
+		e.counted = want
+	}
+}
+
+func (s *State) subUsageLocked(e *podEntry) {
+	if e.counted == "" {
+		return
+	}
+	if u := s.usage[e.counted]; u != nil {
+		u.Sub(e.req)
+	}
+	e.counted = ""
+}
+
+// UpsertPodGroup records a PodGroup add or update.
+func (s *State) UpsertPodGroup(pg *v1beta1.PodGroup) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.podGroups[nsName{pg.Namespace, pg.Name}] = pg
+	s.requeueGroupLocked(GroupKey{Namespace: pg.Namespace, Name: pg.Name})
+}
+
+// DeletePodGroup records a PodGroup deletion.
+func (s *State) DeletePodGroup(pg *v1beta1.PodGroup) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.podGroups, nsName{pg.Namespace, pg.Name})
+	delete(s.desired, GroupKey{Namespace: pg.Namespace, Name: pg.Name})
+	s.requeueGroupLocked(GroupKey{Namespace: pg.Namespace, Name: pg.Name})
+}
+
+// requeueGroupLocked re-derives the queue the group's assigned members count against.
+func (s *State) requeueGroupLocked(k GroupKey) {
+	if g := s.groups[k]; g != nil {
+		for _, e := range g.members {
+			s.recountLocked(e)
+		}
+	}
+}
+
+// UpsertQueue records a Queue add or update.
+func (s *State) UpsertQueue(q *v1beta1.Queue) {
+	info := &QueueInfo{Queue: q}
+	if sel := q.Spec.NodeSelector; sel != nil {
+		if ls, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+			info.SelectorError = err
+		} else if !ls.Empty() {
+			info.NodeSelector = ls
+		}
+	}
+	if sel := q.Spec.NamespaceSelector; sel != nil {
+		if ls, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+			info.SelectorError = err
+		} else if !ls.Empty() {
+			info.NamespaceSelector = ls
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queues[nsName{q.Namespace, q.Name}] = info
+}
+
+// DeleteQueue records a Queue deletion.
+func (s *State) DeleteQueue(q *v1beta1.Queue) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.queues, nsName{q.Namespace, q.Name})
+}
+
+// Queue returns the named Queue in the queue namespace, or nil.
+func (s *State) Queue(name string) *QueueInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.queues[nsName{s.queueNS, name}]
+}
+
+// QueueOf returns the queue a pod is scheduled from ("" for a pod that names none).
+func (s *State) QueueOf(pod *v1.Pod) string {
+	key, ok := KeyOf(pod)
+	if !ok {
+		return ""
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.queueOfLocked(&podEntry{pod: pod, key: key})
+}
+
+// Usage returns a copy of what the queue's assigned (bound or reserved) pods request.
+func (s *State) Usage(queue string) Res {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.usage[queue].Clone()
+}
+
+// DRS is the queue's dominant resource share: the largest usage/quota over the quota's resources.
+// A queue without quota has share 0.
+func (s *State) DRS(queue string) float64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.drsLocked(queue)
+}
+
+func (s *State) drsLocked(queue string) float64 {
+	q := s.queues[nsName{s.queueNS, queue}]
+	if q == nil {
+		return 0
+	}
+	u := s.usage[queue]
+	share := 0.0
+	for name, quota := range q.Queue.Spec.QuotaRequests() {
+		total := Amount(name, quota)
+		if total <= 0 {
+			continue
+		}
+		if f := float64(u[name]) / float64(total); f > share {
+			share = f
+		}
+	}
+	return share
+}
+
+// SortInfo is what QueueSort compares for one pod.
+type SortInfo struct {
+	QueuePriority int32
+	DRS           float64
+	Priority      int32
+	Created       time.Time
+	Key           GroupKey
+}
+
+// SortInfo computes a pod's QueueSort key without allocating: queue priority and dominant resource
+// share of its queue, its group's priority and creation time, and the group key (so that members
+// of one group compare equal up to the key and stay adjacent).
+func (s *State) SortInfo(pod *v1.Pod) SortInfo {
+	key, ok := KeyOf(pod)
+	if !ok {
+		return SortInfo{Created: pod.CreationTimestamp.Time, Key: GroupKey{Namespace: pod.Namespace, Name: pod.Name, Pod: true}}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	info := SortInfo{Created: pod.CreationTimestamp.Time, Key: key}
+	queue := pod.Labels[v1beta1.LabelQueue]
+	if !key.Pod {
+		if pg := s.podGroups[nsName{key.Namespace, key.Name}]; pg != nil {
+			info.Priority = pg.Spec.Priority
+			info.Created = pg.CreationTimestamp.Time
+			queue = pg.Spec.Queue
+			if queue == "" {
+				queue = v1beta1.DefaultQueue
+			}
+		}
+	}
+	if q := s.queues[nsName{s.queueNS, queue}]; q != nil {
+		info.QueuePriority = q.Queue.Spec.Priority
+		info.DRS = s.drsLocked(queue)
+	}
+	return info
+}
+
+// Member is one non-terminal pod of a gang as the scheduler sees it.
+type Member struct {
+	Pod      *v1.Pod
+	Requests Res
+	// Node is where the member is bound or reserved ("" when unassigned).
+	Node string
+	// Reserved: placed by this scheduler and waiting (Permit) or binding, not yet seen bound.
+	Reserved bool
+}
+
+// Assigned says the member holds a node (bound, or reserved by this scheduler).
+func (m *Member) Assigned() bool { return m.Node != "" }
+
+// Role is the member's scheduler.tensorstack.dev/role label.
+func (m *Member) Role() string { return m.Pod.Labels[v1beta1.LabelRole] }
+
+// Gang is a snapshot of one group: what a plugin needs to decide about it.
+type Gang struct {
+	Key GroupKey
+	// PodGroup is nil for a virtual group of one and for a group whose PodGroup does not exist.
+	PodGroup  *v1beta1.PodGroup
+	MinMember int32
+	Roles     []v1beta1.PodGroupRole
+	Queue     string
+	Priority  int32
+	// TopologyPolicy is the PodGroup's policy (nil: None); here for a topology plugin.
+	TopologyPolicy *v1beta1.TopologyPolicy
+	Created        time.Time
+	// AttemptStart is when the first member of the current attempt was reserved (zero if none).
+	AttemptStart time.Time
+	// Members are sorted by pod name.
+	Members []Member
+}
+
+// Gang returns the snapshot of the pod's group; false for a pod in no group or queue. A pod the
+// informer has not delivered yet is included as an unassigned member.
+func (s *State) Gang(pod *v1.Pod) (*Gang, bool) {
+	key, ok := KeyOf(pod)
+	if !ok {
+		return nil, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	g := s.gangLocked(key)
+	found := false
+	for i := range g.Members {
+		if g.Members[i].Pod.UID == pod.UID {
+			found = true
+			break
+		}
+	}
+	if !found {
+		g.Members = append(g.Members, Member{Pod: pod, Requests: PodRequests(pod)})
+	}
+	return g, true
+}
+
+func (s *State) gangLocked(key GroupKey) *Gang {
+	g := &Gang{Key: key, MinMember: 1}
+	if !key.Pod {
+		if pg := s.podGroups[nsName{key.Namespace, key.Name}]; pg != nil {
+			g.PodGroup = pg
+			g.MinMember = pg.Spec.MinMember
+			g.Roles = pg.Spec.Roles
+			g.Priority = pg.Spec.Priority
+			g.TopologyPolicy = pg.Spec.TopologyPolicy
+			g.Created = pg.CreationTimestamp.Time
+		}
+	}
+	if grp := s.groups[key]; grp != nil {
+		g.AttemptStart = grp.attemptStart
+		g.Members = make([]Member, 0, len(grp.members))
+		for _, e := range grp.members {
+			g.Members = append(g.Members, Member{Pod: e.pod, Requests: e.req, Node: nodeOf(e), Reserved: e.reservedOn != "" && e.pod.Spec.NodeName == ""})
+			if g.Queue == "" {
+				g.Queue = s.queueOfLocked(e)
+			}
+			if g.PodGroup == nil && (g.Created.IsZero() || e.pod.CreationTimestamp.Time.Before(g.Created)) {
+				g.Created = e.pod.CreationTimestamp.Time
+			}
+		}
+		sort.Slice(g.Members, func(i, j int) bool { return g.Members[i].Pod.Name < g.Members[j].Pod.Name })
+	}
+	if g.PodGroup != nil {
+		g.Queue = g.PodGroup.Spec.Queue
+		if g.Queue == "" {
+			g.Queue = v1beta1.DefaultQueue
+		}
+	}
+	return g
+}
+
+func nodeOf(e *podEntry) string {
+	if e.pod.Spec.NodeName != "" {
+		return e.pod.Spec.NodeName
+	}
+	return e.reservedOn
+}
+
+// Gangs returns snapshots of every group with at least one assigned member (preemption's
+// candidates).
+func (s *State) Gangs() []*Gang {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Gang
+	for k, grp := range s.groups {
+		for _, e := range grp.members {
+			if e.assigned() {
+				out = append(out, s.gangLocked(k))
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key.String() < out[j].Key.String() })
+	return out
+}
+
+// InFlight returns, for every other gang that has members waiting in Permit, the unassigned
+// members it still needs for its quorum: they are about to take room, so a new gang's first
+// member must leave it to them.
+func (s *State) InFlight(except GroupKey) []Member {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Member
+	for k, grp := range s.groups {
+		if k == except || grp.attemptStart.IsZero() {
+			continue
+		}
+		out = append(out, s.gangLocked(k).ToPlace(nil)...)
+	}
+	return out
+}
+
+// Assume records that the scheduler reserved pod on node (Reserve). Idempotent.
+func (s *State) Assume(pod *v1.Pod, node string) {
+	key, ok := KeyOf(pod)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.pods[pod.UID]
+	if e == nil {
+		e = &podEntry{key: key, pod: pod, req: PodRequests(pod)}
+		s.pods[pod.UID] = e
+		s.groupLocked(key).members[pod.UID] = e
+	}
+	e.reservedOn = node
+	if g := s.groups[key]; g != nil && g.attemptStart.IsZero() {
+		g.attemptStart = s.now()
+	}
+	s.recountLocked(e)
+}
+
+// Forget undoes Assume (Unreserve). Idempotent.
+func (s *State) Forget(pod *v1.Pod) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.pods[pod.UID]
+	if e == nil || e.reservedOn == "" {
+		return
+	}
+	e.reservedOn = ""
+	s.recountLocked(e)
+	if g := s.groups[e.key]; g != nil {
+		s.settleGroupLocked(e.key, g)
+	}
+}
+
+// Bound records a successful bind (PostBind). It returns the gang and true exactly once per time
+// the gang's bound members reach its quorum.
+func (s *State) Bound(pod *v1.Pod, node string) (*Gang, bool) {
+	key, ok := KeyOf(pod)
+	if !ok {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	grp := s.groups[key]
+	if grp == nil {
+		return nil, false
+	}
+	if e := grp.members[pod.UID]; e != nil && e.pod.Spec.NodeName == "" {
+		// The informer has not caught up: keep counting the member as assigned until it does.
+		e.reservedOn = node
+	}
+	g := s.gangLocked(key)
+	bound := 0
+	for _, m := range g.Members {
+		if m.Assigned() {
+			bound++
+		}
+	}
+	if grp.quorumReported || bound < int(g.MinMember) {
+		return g, false
+	}
+	grp.quorumReported = true
+	grp.attemptStart = time.Time{}
+	return g, true
+}
+
+// ResetAttempt ends the current placement attempt of a group (its members were all rejected).
+func (s *State) ResetAttempt(key GroupKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.groups[key]; g != nil {
+		g.attemptStart = time.Time{}
+	}
+}

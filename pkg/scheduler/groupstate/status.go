@@ -1,0 +1,165 @@
+package groupstate
+
+import (
+	"context"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+)
+
+// FieldManager owns the scheduler's PodGroup conditions (server-side apply), so the controllers
+// can own the member counts in the same status without either overwriting the other.
+const FieldManager = "t9k-scheduler"
+
+var podGroupResource = v1beta1.GroupVersion.WithResource("podgroups")
+
+// statusWriter applies the GroupScheduled / SufficientGroupMember conditions asynchronously: the
+// scheduling cycle only records what it wants, and a worker writes changes (deduplicated, so a gang
+// retried every second does not write every second).
+type statusWriter struct {
+	dyn      dynamic.Interface
+	recorder events.EventRecorder
+	queue    workqueue.TypedRateLimitingInterface[GroupKey]
+}
+
+type pgStatus struct {
+	uid        string
+	conditions map[string]metav1.Condition
+}
+
+// SetCondition records a condition of a PodGroup; when it changed, the condition is applied to the
+// apiserver and an event (Normal for True, Warning for False) is recorded on the PodGroup. Virtual
+// groups have no object: the scheduler's own FailedScheduling events on the pod carry the reason.
+func (s *State) SetCondition(key GroupKey, condType string, status metav1.ConditionStatus, reason, message string) {
+	if key.Pod {
+		return
+	}
+	s.mu.Lock()
+	pg := s.podGroups[nsName{key.Namespace, key.Name}]
+	if pg == nil {
+		s.mu.Unlock()
+		return
+	}
+	st := s.desired[key]
+	if st == nil || st.uid != string(pg.UID) {
+		// Start from what the object says, so a restarted scheduler does not rewrite it all.
+		st = &pgStatus{uid: string(pg.UID), conditions: map[string]metav1.Condition{}}
+		for _, c := range pg.Status.Conditions {
+			if c.Type == v1beta1.PodGroupConditionScheduled || c.Type == v1beta1.PodGroupConditionSufficientMember {
+				st.conditions[c.Type] = c
+			}
+		}
+		s.desired[key] = st
+	}
+	old, had := st.conditions[condType]
+	if had && old.Status == status && old.Reason == reason && old.Message == message {
+		s.mu.Unlock()
+		return
+	}
+	c := metav1.Condition{Type: condType, Status: status, Reason: reason, Message: message, LastTransitionTime: metav1.NewTime(s.now())}
+	if had && old.Status == status {
+		c.LastTransitionTime = old.LastTransitionTime
+	}
+	st.conditions[condType] = c
+	s.mu.Unlock()
+
+	if s.status == nil {
+		return
+	}
+	s.status.queue.Add(key)
+	if s.status.recorder != nil {
+		ref := &v1.ObjectReference{APIVersion: v1beta1.GroupVersion.String(), Kind: "PodGroup", Namespace: pg.Namespace, Name: pg.Name, UID: pg.UID}
+		kind := v1.EventTypeNormal
+		if status == metav1.ConditionFalse {
+			kind = v1.EventTypeWarning
+		}
+		s.status.recorder.Eventf(ref, nil, kind, reason, "Scheduling", "%s", message)
+	}
+}
+
+// Condition returns the condition the scheduler last recorded for a PodGroup (for tests).
+func (s *State) Condition(key GroupKey, condType string) *metav1.Condition {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if st := s.desired[key]; st != nil {
+		if c, ok := st.conditions[condType]; ok {
+			return &c
+		}
+	}
+	return nil
+}
+
+// Event records an event on a PodGroup (no-op for virtual groups or without a recorder).
+func (s *State) Event(key GroupKey, eventType, reason, message string) {
+	if key.Pod || s.status == nil || s.status.recorder == nil {
+		return
+	}
+	s.mu.RLock()
+	pg := s.podGroups[nsName{key.Namespace, key.Name}]
+	s.mu.RUnlock()
+	if pg == nil {
+		return
+	}
+	ref := &v1.ObjectReference{APIVersion: v1beta1.GroupVersion.String(), Kind: "PodGroup", Namespace: pg.Namespace, Name: pg.Name, UID: pg.UID}
+	s.status.recorder.Eventf(ref, nil, eventType, reason, "Scheduling", "%s", message)
+}
+
+func (s *State) runStatusWriter(ctx context.Context) {
+	defer s.status.queue.ShutDown()
+	go func() {
+		<-ctx.Done()
+		s.status.queue.ShutDown()
+	}()
+	for {
+		key, quit := s.status.queue.Get()
+		if quit {
+			return
+		}
+		err := s.applyStatus(ctx, key)
+		switch {
+		case err == nil || apierrors.IsNotFound(err):
+			s.status.queue.Forget(key)
+		case ctx.Err() == nil:
+			klog.FromContext(ctx).V(2).Info("Applying PodGroup conditions failed; will retry", "podGroup", key, "err", err)
+			s.status.queue.AddRateLimited(key)
+		}
+		s.status.queue.Done(key)
+	}
+}
+
+func (s *State) applyStatus(ctx context.Context, key GroupKey) error {
+	s.mu.RLock()
+	st := s.desired[key]
+	var conds []any
+	if st != nil {
+		for _, t := range sortedKeys(st.conditions) {
+			c := st.conditions[t]
+			conds = append(conds, map[string]any{
+				"type": c.Type, "status": string(c.Status), "reason": c.Reason, "message": c.Message,
+				"lastTransitionTime": c.LastTransitionTime.UTC().Format(time.RFC3339),
+			})
+		}
+	}
+	s.mu.RUnlock()
+	if len(conds) == 0 {
+		return nil
+	}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1beta1.GroupVersion.String(),
+		"kind":       "PodGroup",
+		"metadata":   map[string]any{"name": key.Name, "namespace": key.Namespace},
+		"status":     map[string]any{"conditions": conds},
+	}}
+	_, err := s.status.dyn.Resource(podGroupResource).Namespace(key.Namespace).ApplyStatus(ctx, key.Name, obj,
+		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	return err
+}
