@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,7 @@ const jobsNamespace = "t9k-jobs"
 
 func startJobs(t *testing.T) *jobEnv {
 	t.Helper()
+	ctrl.SetLogger(logr.Discard())
 	cp := startControlPlane(t)
 	c, err := client.New(cp.Config, client.Options{Scheme: controllers.Scheme()})
 	require.NoError(t, err)
