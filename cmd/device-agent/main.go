@@ -16,10 +16,10 @@ limitations under the License.
 
 // Command device-agent runs on every GPU node (a DaemonSet): it discovers GPUs through NVML and RDMA
 // NICs through sysfs and publishes them as the node's NodeDevices object (plus GFD-style labels).
+// It also serves the kubelet device plugin for nvidia.com/gpu (handing out the GPUs the scheduler
+// annotated on each pod) and GPU metrics under dcgm-exporter's names on --metrics-addr /metrics.
 // With --fixture it simulates a known machine; with --simulate-nodes it publishes for many
-// simulated nodes from one process (the local cluster).
-//
-// Not here yet (issue 6): the kubelet device plugin for nvidia.com/gpu and the /metrics endpoint.
+// simulated nodes from one process (the local cluster; no device plugin or GPU metrics there).
 package main
 
 import (
@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -47,7 +49,9 @@ import (
 
 	v1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
 	"github.com/tensorstack/t9k/pkg/device"
+	"github.com/tensorstack/t9k/pkg/device/deviceplugin"
 	"github.com/tensorstack/t9k/pkg/device/fixtures"
+	"github.com/tensorstack/t9k/pkg/device/metrics"
 	"github.com/tensorstack/t9k/pkg/device/publisher"
 )
 
@@ -64,6 +68,12 @@ type options struct {
 	resync        time.Duration
 	once          bool
 	print         bool
+
+	devicePlugin    bool
+	resourceName    string
+	pluginDir       string
+	passDeviceSpecs bool
+	devRoot         string
 }
 
 func main() {
@@ -77,10 +87,15 @@ func main() {
 	fs.StringVar(&o.simulate, "simulate-nodes", "", "label selector: publish simulated devices for every matching Node from this one process")
 	fs.BoolVar(&o.publishLabels, "publish-labels", false, "label the Node with nvidia.com/gpu.product, .count, .memory and .clique as GPU Feature Discovery does")
 	fs.BoolVar(&o.trackInUse, "track-in-use", true, "fill status.inUse from the pods' "+v1.AnnotationGPUs+" annotations")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /healthz on this address (GPU metrics are not implemented yet)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics (GPU metrics with dcgm-exporter names) and /healthz on this address, e.g. :9400")
 	fs.DurationVar(&o.resync, "resync", time.Minute, "how often to rediscover and publish (writes happen only on change)")
 	fs.BoolVar(&o.once, "once", false, "publish once and exit")
 	fs.BoolVar(&o.print, "print", false, "print the discovered NodeDevices as YAML and exit (no API server needed)")
+	fs.BoolVar(&o.devicePlugin, "device-plugin", true, "serve the kubelet device plugin once the node has GPUs")
+	fs.StringVar(&o.resourceName, "resource-name", deviceplugin.DefaultResourceName, "extended resource the device plugin serves")
+	fs.StringVar(&o.pluginDir, "device-plugin-dir", "/var/lib/kubelet/device-plugins/", "kubelet's device plugin directory (holds kubelet.sock)")
+	fs.BoolVar(&o.passDeviceSpecs, "pass-device-specs", true, "return /dev/nvidia* device nodes from Allocate (not with --fixture); off when the NVIDIA runtime or CDI injects them")
+	fs.StringVar(&o.devRoot, "dev-root", "/dev", "where the host's device nodes are, for --pass-device-specs")
 	klog.InitFlags(fs)
 	flag.Parse()
 	logs.InitLogs()
@@ -96,10 +111,10 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	if o.metricsAddr != "" {
-		go serveHealth(ctx, o.metricsAddr)
-	}
 	if o.simulate != "" {
+		if o.metricsAddr != "" {
+			go serveHTTP(ctx, o.metricsAddr, nil)
+		}
 		return runSimulator(ctx, o)
 	}
 
@@ -121,14 +136,43 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	collector := &metrics.Collector{NVML: disc.NVML, Hostname: o.nodeName, Health: disc.Health()}
+	if o.metricsAddr != "" && !o.once {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collector)
+		go serveHTTP(ctx, o.metricsAddr, reg)
+	}
+	var plugin *deviceplugin.Plugin
+	if o.devicePlugin && !o.once {
+		po := deviceplugin.Options{ResourceName: o.resourceName, PluginDir: o.pluginDir, Health: disc.Health(),
+			Pods: &deviceplugin.KubePods{Client: c, NodeName: o.nodeName}}
+		if lib := disc.NVML(); lib != nil && o.fixture == "" && o.passDeviceSpecs {
+			po.DeviceSpecs = deviceplugin.NVMLDeviceSpecs(lib, o.devRoot)
+		}
+		plugin = deviceplugin.New(po)
+	}
+	pluginStarted := false
 	pub := &publisher.Publisher{Client: c, PublishLabels: o.publishLabels}
 	publish := func() {
 		st := disc.Discover()
+		if plugin != nil {
+			plugin.SetDevices(st.GPUs)
+			// Nodes without GPUs do not advertise a zero resource; the plugin starts once GPUs appear.
+			if !pluginStarted && len(st.GPUs) > 0 {
+				pluginStarted = true
+				go func() {
+					if err := plugin.Run(ctx); err != nil {
+						klog.ErrorS(err, "device plugin stopped")
+					}
+				}()
+			}
+		}
 		if o.trackInUse {
 			if pods, err := publisher.ListPodsOnNode(ctx, c, o.nodeName); err != nil {
 				klog.ErrorS(err, "cannot read GPUs in use")
 			} else {
 				st.InUse = publisher.InUseFromPods(pods, st.GPUs)
+				collector.SetOwners(metrics.OwnersFromPods(pods, st.GPUs, o.resourceName))
 			}
 		}
 		res, err := pub.Publish(ctx, o.nodeName, st)
@@ -149,7 +193,6 @@ func run(ctx context.Context, o options) error {
 			}
 		}()
 	}
-	// The kubelet device plugin (issue 6) will start here, sharing disc and its health tracker.
 	t := time.NewTicker(o.resync)
 	defer t.Stop()
 	for {
@@ -277,16 +320,25 @@ func printYAML(node string, st v1.NodeDevicesStatus) error {
 	return err
 }
 
-func serveHealth(ctx context.Context, addr string) {
+// serveHTTP serves /healthz, and /metrics from reg when it is not nil.
+func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	if reg != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: klogErrors{}}))
+	}
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	klog.InfoS("serving /healthz; GPU metrics are not implemented yet", "addr", addr)
+	klog.InfoS("serving HTTP", "addr", addr, "metrics", reg != nil)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		klog.ErrorS(err, "health server stopped")
 	}
 }
+
+// klogErrors sends promhttp's errors to the log.
+type klogErrors struct{}
+
+func (klogErrors) Println(v ...any) { klog.ErrorS(nil, fmt.Sprint(v...)) }
