@@ -2,19 +2,28 @@ package integration
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	devicev1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
+	"github.com/tensorstack/t9k/pkg/controlplane"
 	"github.com/tensorstack/t9k/pkg/device"
+	"github.com/tensorstack/t9k/pkg/device/deviceplugin"
+	"github.com/tensorstack/t9k/pkg/device/fixtures"
 	"github.com/tensorstack/t9k/pkg/device/publisher"
 )
 
@@ -173,4 +182,71 @@ func TestDeviceAgent(t *testing.T) {
 	assert.Equal(t, devicev1.ReasonNVMLNotFound, nd.Status.Conditions[0].Reason)
 	assert.Equal(t, devicev1.MessageNVMLNotFound, nd.Status.Conditions[0].Message)
 	assert.False(t, nd.Status.Conditions[0].LastTransitionTime.IsZero())
+}
+
+// TestDeviceAgentManifests creates manifests/device-agent on the apiserver (its validation is the
+// schema check) and then does the agent's work as the DaemonSet's ServiceAccount: the ClusterRole
+// must allow publishing, labelling, and finding and marking the pod being admitted, and no more.
+func TestDeviceAgentManifests(t *testing.T) {
+	cp := startControlPlane(t)
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	require.NoError(t, clientgoscheme.AddToScheme(s))
+	require.NoError(t, devicev1.AddToScheme(s))
+	admin, err := client.New(cp.Config, client.Options{Scheme: s})
+	require.NoError(t, err)
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "t9k-system"}}))
+
+	root, err := controlplane.ModuleRoot()
+	require.NoError(t, err)
+	decode := serializer.NewCodecFactory(s).UniversalDeserializer()
+	for _, f := range []string{"serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml", "daemonset.yaml"} {
+		data, err := os.ReadFile(filepath.Join(root, "manifests", "device-agent", f))
+		require.NoError(t, err)
+		obj, _, err := decode.Decode(data, nil, nil)
+		require.NoError(t, err, f)
+		require.NoError(t, admin.Create(ctx, obj.(client.Object)), f)
+	}
+
+	const node = "gpu-0"
+	require.NoError(t, admin.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}))
+	m, err := fixtures.New("pcie-l40s", fixtures.Options{Seed: node})
+	require.NoError(t, err)
+	sys := t.TempDir()
+	require.NoError(t, m.Sysfs.Write(sys))
+	disc := device.NewDiscoverer(device.Options{NVML: m.NVML, SysfsRoot: sys, Fixture: "pcie-l40s"})
+	disc.Init()
+	defer disc.Shutdown()
+	st := disc.Discover()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p",
+			Annotations: map[string]string{devicev1.AnnotationGPUs: devicev1.FormatGPUAnnotation([]devicev1.GPURef{{Index: 2, UUID: st.GPUs[2].UUID}})}},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "x",
+			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1")}}}}},
+	}
+	require.NoError(t, admin.Create(ctx, pod))
+
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:t9k-system:t9k-device-agent"}
+	sa, err := client.New(cfg, client.Options{Scheme: s})
+	require.NoError(t, err)
+
+	pods, err := publisher.ListPodsOnNode(ctx, sa, node)
+	require.NoError(t, err)
+	st.InUse = publisher.InUseFromPods(pods, st.GPUs)
+	res, err := (&publisher.Publisher{Client: sa, PublishLabels: true}).Publish(ctx, node, st)
+	require.NoError(t, err)
+	assert.True(t, res.Created)
+	assert.True(t, res.LabelsChanged)
+	kp := &deviceplugin.KubePods{Client: sa, NodeName: node}
+	a, err := kp.Candidate(ctx, "nvidia.com/gpu", 1)
+	require.NoError(t, err)
+	require.NotNil(t, a)
+	require.NoError(t, kp.MarkAssigned(ctx, a))
+
+	// RBAC is enforced: the agent cannot delete nodes or read secrets.
+	err = sa.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}})
+	assert.True(t, apierrors.IsForbidden(err), "delete node: %v", err)
+	err = sa.List(ctx, &corev1.SecretList{})
+	assert.True(t, apierrors.IsForbidden(err), "list secrets: %v", err)
 }
