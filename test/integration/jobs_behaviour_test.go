@@ -1,0 +1,200 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
+	schedv1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+	"github.com/tensorstack/t9k/pkg/workloads"
+)
+
+// TestJobActiveDeadline: a PyTorch job past runPolicy.activeDeadlineSeconds fails and its
+// running pods are stopped.
+func TestJobActiveDeadline(t *testing.T) {
+	e := startJobs(t)
+	job := e.apply("tutorial-examples__job__pytorchtrainingjob__ddp__job_torchrun.yaml", func(o client.Object) {
+		o.(*batch.PyTorchTrainingJob).Spec.RunPolicy = &batch.TrainingRunPolicy{ActiveDeadlineSeconds: ptr.To[int64](2)}
+	})
+	name := "torchrun-mnist"
+	e.runAll(podNames(e.waitPods(name, name+"-node-0", name+"-node-1"))...)
+	st := e.waitPhase(job, batch.JobFailed)
+	requireCondition(t, st, batch.JobConditionFailed, corev1.ConditionTrue, workloads.ReasonDeadlineExceeded,
+		"PyTorchTrainingJob torchrun-mnist has failed: it ran longer than activeDeadlineSeconds (2s)")
+	require.GreaterOrEqual(t, st.CompletionTime.Sub(st.StartTime.Time), 2*time.Second)
+	e.waitPods(name)
+}
+
+// TestJobCleanUpPolicy: once the manual's generic-example succeeds (worker-0 succeeded, three
+// still running), All deletes every pod, Unfinished the running ones, None none.
+func TestJobCleanUpPolicy(t *testing.T) {
+	e := startJobs(t)
+	for _, tc := range []struct {
+		policy batch.CleanUpPolicy
+		left   []int
+	}{
+		{batch.CleanUpPolicyAll, nil},
+		{batch.CleanUpPolicyUnfinished, []int{0}},
+		{batch.CleanUpPolicyNone, []int{0, 1, 2, 3}},
+	} {
+		t.Run(string(tc.policy), func(t *testing.T) {
+			name := "cleanup-" + strings.ToLower(string(tc.policy))
+			job := e.apply("doc__user-manuals__src__modules__jobs__genericjob__01.yaml", func(o client.Object) {
+				o.SetName(name)
+				o.(*batch.GenericJob).Spec.CleanUpPolicy = tc.policy
+			})
+			var all, left []string
+			for i := 0; i < 4; i++ {
+				all = append(all, fmt.Sprintf("%s-worker-%d", name, i))
+			}
+			for _, i := range tc.left {
+				left = append(left, all[i])
+			}
+			e.runAll(podNames(e.waitPods(name, all...))...)
+			e.setPhase(all[0], corev1.PodSucceeded, 0)
+			e.waitPhase(job, batch.JobSucceeded)
+			e.waitPods(name, left...)
+		})
+	}
+}
+
+// TestJobPauseResume: pausing deletes the pods (phase Paused); resuming recreates them with the
+// resumeSpecs command (Resuming) until all run again (Running).
+func TestJobPauseResume(t *testing.T) {
+	e := startJobs(t)
+	job := e.apply("doc__user-manuals__src__modules__jobs__genericjob__01.yaml", func(o client.Object) {
+		o.(*batch.GenericJob).Spec.RunMode = &batch.RunMode{Pause: &batch.PauseMode{
+			ResumeSpecs: []batch.ResumeSpec{{Type: "worker", Command: []string{"sleep", "1000"}}}}}
+	})
+	name := "generic-example"
+	all := []string{name + "-worker-0", name + "-worker-1", name + "-worker-2", name + "-worker-3"}
+	e.runAll(podNames(e.waitPods(name, all...))...)
+	e.waitPhase(job, batch.JobRunning)
+
+	setPause := func(on bool) {
+		gj := &batch.GenericJob{}
+		require.NoError(t, e.c.Get(e.ctx, client.ObjectKeyFromObject(job), gj))
+		gj.Spec.RunMode.Pause.Enabled = on
+		require.NoError(t, e.c.Update(e.ctx, gj))
+	}
+	setPause(true)
+	st := e.waitPhase(job, batch.JobPaused)
+	requireCondition(t, st, batch.JobConditionPaused, corev1.ConditionTrue, workloads.ReasonPaused, workloads.MessagePaused)
+	e.waitPods(name)
+	st = e.waitJob(job, "replicas reported Deleted", func(s *batch.JobStatus) bool { return s.Aggregate.Deleted == 4 })
+
+	setPause(false)
+	pods := e.waitPods(name, all...)
+	require.Equal(t, []string{"sleep", "1000"}, pods[0].Spec.Containers[0].Command)
+	st = e.waitPhase(job, batch.JobResuming)
+	requireCondition(t, st, batch.JobConditionPaused, corev1.ConditionFalse, workloads.ReasonResumed, workloads.MessageResumed)
+	e.runAll(all...)
+	e.waitPhase(job, batch.JobRunning)
+}
+
+// TestJobDebugMode: debug mode replaces the programs: a DeepSpeed job's worker-0 runs sshd instead
+// of the launcher, a PyTorch job's container sleeps, or runs the command debug.replicaSpecs gives.
+func TestJobDebugMode(t *testing.T) {
+	e := startJobs(t)
+	e.apply("examples__deepspeed__gpt-neox__train__single-debug.yaml", nil)
+	pod := e.waitPods("neox-single-debug", "neox-single-debug-worker-0")[0]
+	require.Equal(t, []string{"/usr/sbin/sshd", "-D"}, container(&pod, "worker").Command)
+
+	e.apply("examples__dcu__llama3__job-debug.yaml", nil)
+	pod = e.waitPods("llama3-debug", "llama3-debug-worker-0")[0]
+	require.Equal(t, []string{"sleep", "inf"}, container(&pod, "llama3").Command)
+	require.Empty(t, container(&pod, "llama3").Args)
+
+	e.apply("examples__dcu__llama3__job-debug.yaml", func(o client.Object) {
+		o.SetName("llama3-debug-custom")
+		j := o.(*batch.PyTorchTrainingJob)
+		j.Spec.RunMode.Debug.ReplicaSpecs = []batch.ReplicaDebugSet{{Type: "worker", SkipInitContainer: true, Command: []string{"sleep", "3600"}}}
+		j.Spec.ReplicaSpecs[0].Template.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}}
+	})
+	pod = e.waitPods("llama3-debug-custom", "llama3-debug-custom-worker-0")[0]
+	require.Equal(t, []string{"sleep", "3600"}, container(&pod, "llama3").Command)
+	require.Empty(t, pod.Spec.InitContainers)
+}
+
+// TestJobElasticDeepSpeed: the elastic gpt-neox DeepSpeedJob runs expectedReplicas workers;
+// changing expectedReplicas scales the pods and the hostfile; the PodGroup's minMember is
+// minReplicas.
+func TestJobElasticDeepSpeed(t *testing.T) {
+	e := startJobs(t)
+	job := e.apply("examples__deepspeed__gpt-neox__train__multi-elastic.yaml", func(o client.Object) {
+		o.(*batch.DeepSpeedJob).Spec.Scheduler = &batch.SchedulePolicy{T9kScheduler: &batch.T9kScheduler{Queue: "default"}}
+	})
+	name := "neox-elastic"
+	w := func(i int) string { return fmt.Sprintf("%s-worker-%d", name, i) }
+	e.waitPods(name, w(0), w(1), w(2))
+	var pg schedv1.PodGroup
+	require.NoError(t, e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name}, &pg))
+	require.Equal(t, int32(1), pg.Spec.MinMember)
+	launcher := container(e.pod(w(0)), "worker")
+	require.Contains(t, launcher.Command[2], "deepspeed --hostfile=/t9k/hostfile --elastic_training --min_elastic_nodes=1 --max_elastic_nodes=3 train.py")
+
+	hostfile := func() string {
+		var cm corev1.ConfigMap
+		require.NoError(t, e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name + "-deepspeed"}, &cm))
+		return cm.Data["hostfile"]
+	}
+	scale := func(n int32) {
+		dj := &batch.DeepSpeedJob{}
+		require.NoError(t, e.c.Get(e.ctx, client.ObjectKeyFromObject(job), dj))
+		dj.Spec.Elastic.ExpectedReplicas = &n
+		require.NoError(t, e.c.Update(e.ctx, dj))
+	}
+	scale(2)
+	e.waitPods(name, w(0), w(1))
+	e.eventually("hostfile of 2", func() bool {
+		return hostfile() == "neox-elastic-worker-0.neox-elastic slots=2\nneox-elastic-worker-1.neox-elastic slots=2\n"
+	})
+	e.runAll(w(0), w(1))
+	e.waitPhase(job, batch.JobRunning)
+	scale(3)
+	e.waitPods(name, w(0), w(1), w(2))
+	e.eventually("hostfile of 3", func() bool { return len(hostfile()) > 0 && hostfile()[len(hostfile())-len("worker-2.neox-elastic slots=2\n"):] == "worker-2.neox-elastic slots=2\n" })
+	st := e.waitJob(job, "three replicas in status", func(s *batch.JobStatus) bool { return len(s.Tasks[0].Replicas) == 3 })
+	require.Equal(t, int32(0), st.BackoffCount, "scaling is not a restart")
+}
+
+// TestJobControllerRestartNoDuplicates stops the controllers while they are creating a large
+// job's pods, then runs two fresh controller processes at once: every replica ends with exactly
+// one pod, and no pod made before the restart is replaced.
+func TestJobControllerRestartNoDuplicates(t *testing.T) {
+	e := startJobs(t)
+	const n = 40
+	job := e.apply("doc__user-manuals__src__modules__jobs__genericjob__01.yaml", func(o client.Object) {
+		o.(*batch.GenericJob).Spec.ReplicaSpecs[0].Replicas = ptr.To[int32](n)
+	})
+	name := job.GetName()
+	e.eventually("some pods", func() bool { return len(e.pods(name)) > 0 })
+	e.stop() // mid-reconcile: the pods of this job are still being created
+	before := map[string]types.UID{}
+	for _, p := range e.pods(name) {
+		before[p.Name] = p.UID
+	}
+	t.Logf("%d of %d pods existed when the controllers stopped", len(before), n)
+
+	e.startControllers()
+	e.startControllers()
+	e.eventually("all pods", func() bool { return len(e.pods(name)) == n })
+	time.Sleep(time.Second) // let both controllers settle: nothing more may appear
+	pods := e.pods(name)
+	require.Len(t, pods, n)
+	for _, p := range pods {
+		if uid, ok := before[p.Name]; ok {
+			require.Equal(t, uid, p.UID, "pod %s was replaced", p.Name)
+		}
+	}
+	st := e.waitJob(job, "status lists all", func(s *batch.JobStatus) bool { return len(s.Tasks) == 1 && len(s.Tasks[0].Replicas) == n })
+	require.Equal(t, int32(0), st.BackoffCount)
+}
