@@ -161,7 +161,9 @@ func TestJobElasticDeepSpeed(t *testing.T) {
 	e.waitPhase(job, batch.JobRunning)
 	scale(3)
 	e.waitPods(name, w(0), w(1), w(2))
-	e.eventually("hostfile of 3", func() bool { return len(hostfile()) > 0 && hostfile()[len(hostfile())-len("worker-2.neox-elastic slots=2\n"):] == "worker-2.neox-elastic slots=2\n" })
+	e.eventually("hostfile of 3", func() bool {
+		return len(hostfile()) > 0 && hostfile()[len(hostfile())-len("worker-2.neox-elastic slots=2\n"):] == "worker-2.neox-elastic slots=2\n"
+	})
 	st := e.waitJob(job, "three replicas in status", func(s *batch.JobStatus) bool { return len(s.Tasks[0].Replicas) == 3 })
 	require.Equal(t, int32(0), st.BackoffCount, "scaling is not a restart")
 }
