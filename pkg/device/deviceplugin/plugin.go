@@ -105,6 +105,9 @@ func New(o Options) *Plugin {
 	if o.PluginDir == "" {
 		o.PluginDir = pluginapi.DevicePluginPath
 	}
+	if abs, err := filepath.Abs(o.PluginDir); err == nil {
+		o.PluginDir = abs // the registration dial needs unix:///absolute/path
+	}
 	if o.Endpoint == "" {
 		o.Endpoint = "t9k-" + strings.NewReplacer("/", "-", ".", "-").Replace(o.ResourceName) + ".sock"
 	}
@@ -433,11 +436,7 @@ func sameSet(a, b []string) bool { return len(a) == len(b) && subset(a, b) }
 // the plugin directory when it starts and then creates kubelet.sock anew, so a new kubelet.sock (a
 // file event, or a changed inode/ctime seen by the periodic check) means: serve again, register again.
 func (p *Plugin) Run(ctx context.Context) error {
-	dir, err := filepath.Abs(p.o.PluginDir)
-	if err != nil {
-		return err
-	}
-	p.o.PluginDir = dir
+	dir := p.o.PluginDir
 	var events <-chan fsnotify.Event
 	if w, err := fsnotify.NewWatcher(); err != nil {
 		klog.ErrorS(err, "cannot watch the device plugin directory; polling it", "dir", dir)
@@ -464,7 +463,16 @@ func (p *Plugin) Run(ctx context.Context) error {
 		}
 	}
 	defer stop()
+	dirMissing := false
 	reconcile := func(force bool) {
+		if _, err := os.Stat(dir); err != nil {
+			if !dirMissing { // e.g. a fixture run on a machine without a kubelet: say it once
+				klog.InfoS("device plugin directory not there; waiting for a kubelet", "dir", dir, "err", err)
+			}
+			dirMissing = true
+			return
+		}
+		dirMissing = false
 		if cur := statID(p.SocketPath()); srv == nil || cur != served {
 			stop()
 			s, id, err := p.serve()

@@ -18,6 +18,7 @@ package deviceplugin_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -231,4 +232,22 @@ func TestDeviceSpecs(t *testing.T) {
 	assert.Equal(t, "/dev/nvidia1", specs[0].ContainerPath)
 	assert.Equal(t, devRoot+"/nvidia1", specs[0].HostPath)
 	assert.Equal(t, "rw", specs[0].Permissions)
+}
+
+// TestPluginWaitsForKubelet: started before the kubelet (no directory, then no kubelet.sock), the
+// plugin registers as soon as the kubelet is there, by polling when the directory could not be watched.
+func TestPluginWaitsForKubelet(t *testing.T) {
+	_, _, st := machine(t, "pcie-l40s")
+	dir := kubelettest.ShortTempDir(t) + "/dp"
+	startPlugin(t, deviceplugin.Options{PluginDir: dir}, st.GPUs)
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	time.Sleep(300 * time.Millisecond)
+	kubelet := kubelettest.Start(t, dir)
+	reg := kubelet.WaitRegistration(t, wait)
+	stream, err := kubelet.Dial(t, reg.Endpoint).ListAndWatch(context.Background(), &pluginapi.Empty{})
+	require.NoError(t, err)
+	first, err := stream.Recv()
+	require.NoError(t, err)
+	assert.Len(t, first.Devices, len(st.GPUs))
 }
