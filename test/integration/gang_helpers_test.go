@@ -277,3 +277,38 @@ func requireNeverBound(t *testing.T, samples []sample, group string) {
 		require.Zero(t, s.bound, "group %s had %d pods bound at %s", group, s.bound, s.at.Format(time.StampMilli))
 	}
 }
+
+// waitEvent waits for an event about the PodGroup with the reason and a note containing every
+// part (conditions move on; events stay), and returns its note.
+func (e *gangEnv) waitEvent(ns, group, reason string, parts ...string) string {
+	e.t.Helper()
+	var seen []string
+	var note string
+	err := wait.PollUntilContextTimeout(e.ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		evs, err := e.kc.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		seen = seen[:0]
+	next:
+		for _, ev := range evs.Items {
+			if ev.Regarding.Kind != "PodGroup" || ev.Regarding.Name != group {
+				continue
+			}
+			seen = append(seen, ev.Reason+": "+ev.Note)
+			if ev.Reason != reason {
+				continue
+			}
+			for _, p := range parts {
+				if !strings.Contains(ev.Note, p) {
+					continue next
+				}
+			}
+			note = ev.Note
+			return true, nil
+		}
+		return false, nil
+	})
+	require.NoError(e.t, err, "no %s event on PodGroup %s/%s with %q; saw %q", reason, ns, group, parts, seen)
+	return note
+}

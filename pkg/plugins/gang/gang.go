@@ -131,6 +131,9 @@ func (g *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, no
 	if short := gang.ShortOfMembers(); short != "" {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "waiting for members: "+short)
 	}
+	if until, ok := g.state.BackingOff(key); ok {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("gang backing off after a timed-out attempt until %s", until.Format(time.TimeOnly)))
+	}
 	if gang.Waiting() {
 		// Later members of an attempt: the first one checked the whole quorum; Filter checks
 		// this one, and a failure releases the whole attempt (PostFilter).
@@ -234,17 +237,43 @@ func (g *Gang) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ str
 	if !inGroup {
 		return
 	}
-	n := g.rejectWaiting(key, fmt.Sprintf("member %s was released", pod.Name))
+	g.rejectWaiting(key, fmt.Sprintf("member %s was released", pod.Name))
 	if before.AttemptStart.IsZero() || before.ShortOfQuorum() == "" {
 		return
 	}
 	timeout := g.timeoutOf(before)
 	if elapsed := time.Since(before.AttemptStart); elapsed >= timeout-100*time.Millisecond {
 		groupstate.PermitTimeouts.Inc()
-		msg := fmt.Sprintf("quorum not placed within %s (%s); released all %d placed members", timeout, before.ShortOfQuorum(), n+1)
+		placed := 0
+		for _, m := range before.Members {
+			if m.Reserved {
+				placed++
+			}
+		}
+		backoff := min(timeout, maxBackoff)
+		msg := fmt.Sprintf("quorum not placed within %s (%s); released all %d placed members, retrying in %s",
+			timeout, before.ShortOfQuorum(), placed, backoff)
 		g.state.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, v1beta1.ReasonPermitTimeout, msg)
+		g.backOff(before, backoff)
 	}
 	g.state.ResetAttempt(key)
+}
+
+// maxBackoff caps how long a timed-out gang stays out of the way.
+const maxBackoff = 30 * time.Second
+
+// backOff keeps a timed-out gang from taking back the room it just released (the other gangs it
+// blocked are usually further into their own backoff), and activates its members when it ends.
+func (g *Gang) backOff(gang *groupstate.Gang, d time.Duration) {
+	g.state.BackOff(gang.Key, time.Now().Add(d))
+	if g.handle == nil {
+		return
+	}
+	pods := map[string]*v1.Pod{}
+	for _, m := range gang.Members {
+		pods[m.Pod.Namespace+"/"+m.Pod.Name] = m.Pod
+	}
+	time.AfterFunc(d, func() { g.handle.Activate(klog.Background(), pods) })
 }
 
 func (g *Gang) timeoutOf(gang *groupstate.Gang) time.Duration {

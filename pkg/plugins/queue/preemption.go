@@ -93,6 +93,9 @@ func (q *Queue) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	if !ok {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
+	if _, backingOff := q.state.BackingOff(gang.Key); backingOff {
+		return nil, fwk.NewStatus(fwk.Unschedulable)
+	}
 	nodes, err := q.handle.SnapshotSharedLister().NodeInfos().List()
 	if err != nil {
 		return nil, fwk.AsStatus(err)

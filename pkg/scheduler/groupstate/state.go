@@ -70,6 +70,9 @@ type group struct {
 	// attemptStart is when the first member of the current placement attempt was reserved; zero
 	// while no member waits in Permit. The whole attempt shares one deadline.
 	attemptStart time.Time
+	// backoffUntil keeps a gang whose attempt timed out from taking the room it just released
+	// back before other gangs have had a chance at it.
+	backoffUntil time.Time
 	// quorumReported is set once the group's bound members reached quorum, so the metric and the
 	// GroupScheduled condition are reported once per time the gang is scheduled.
 	quorumReported bool
@@ -612,4 +615,23 @@ func (s *State) ResetAttempt(key GroupKey) {
 	if g := s.groups[key]; g != nil {
 		g.attemptStart = time.Time{}
 	}
+}
+
+// BackOff keeps the group's members out of PreFilter until the given time.
+func (s *State) BackOff(key GroupKey, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.groups[key]; g != nil {
+		g.backoffUntil = until
+	}
+}
+
+// BackingOff returns when the group's backoff ends, if it is backing off now.
+func (s *State) BackingOff(key GroupKey) (time.Time, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if g := s.groups[key]; g != nil && s.now().Before(g.backoffUntil) {
+		return g.backoffUntil, true
+	}
+	return time.Time{}, false
 }

@@ -15,13 +15,15 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
 
 var (
-	regMu  sync.Mutex
-	states = map[framework.Handle]*State{}
+	crLogOnce sync.Once
+	regMu     sync.Mutex
+	states    = map[framework.Handle]*State{}
 )
 
 // For returns the State of the scheduler profile behind h, creating and starting it on the first
@@ -35,6 +37,8 @@ func For(ctx context.Context, h framework.Handle) (*State, error) {
 	}
 	s := New()
 	logger := klog.FromContext(ctx).WithName("groupstate")
+	// controller-runtime's cache logs through its own logger; route it to klog like the rest.
+	crLogOnce.Do(func() { crlog.SetLogger(klog.NewKlogr()) })
 
 	pods := h.SharedInformerFactory().Core().V1().Pods()
 	s.podLister = pods.Lister()

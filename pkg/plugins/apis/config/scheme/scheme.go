@@ -4,9 +4,9 @@ package scheme
 
 import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	schedv1 "k8s.io/kube-scheduler/config/v1"
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 	kubeschedulerscheme "k8s.io/kubernetes/pkg/scheduler/apis/config/scheme"
-	schedv1 "k8s.io/kube-scheduler/config/v1"
 
 	// Their init functions register our kinds into the two builders used below.
 	_ "github.com/tensorstack/t9k/pkg/plugins/apis/config"
