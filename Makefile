@@ -86,7 +86,7 @@ lint:
 
 ## test: unit + integration tests (real kube-apiserver + etcd from bin/)
 .PHONY: test
-test: tools verify-generate lint
+test: build tools verify-generate lint
 	T9K_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 40m ./...
 
 ## bench: Go benchmarks, then the schedulers side by side (BENCH_NODES=5000 for the big run)

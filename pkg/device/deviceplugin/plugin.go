@@ -51,6 +51,7 @@ import (
 
 	v1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
 	"github.com/tensorstack/t9k/pkg/device"
+	"github.com/tensorstack/t9k/pkg/device/topospec"
 	"github.com/tensorstack/t9k/pkg/topology"
 )
 
@@ -135,7 +136,7 @@ func (p *Plugin) SetDevices(gpus []v1.GPU) {
 	for i, g := range gpus {
 		p.pos[g.UUID] = i
 	}
-	t, err := topology.NewGPUTopology(device.TopologySpec(gpus, nil))
+	t, err := topology.NewGPUTopology(topospec.FromInventory(gpus, nil))
 	if err != nil {
 		klog.ErrorS(err, "GPU topology unusable; preferred allocations fall back to the kubelet's order")
 		t = nil

@@ -22,8 +22,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tensorstack/t9k/pkg/device"
 	"github.com/tensorstack/t9k/pkg/device/fixtures"
+	"github.com/tensorstack/t9k/pkg/device/topospec"
 	"github.com/tensorstack/t9k/pkg/topology"
 )
 
@@ -34,7 +34,7 @@ func TestTopologySpec(t *testing.T) {
 		m, err := fixtures.New(name, fixtures.Options{})
 		require.NoError(t, err)
 		st, _ := discover(t, m)
-		spec := device.TopologySpec(st.GPUs, st.NICs)
+		spec := topospec.FromInventory(st.GPUs, st.NICs)
 		topo, err := topology.NewGPUTopology(spec)
 		require.NoError(t, err)
 		return topo, spec

@@ -14,14 +14,16 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package device
+// Package topospec turns a NodeDevices inventory into pkg/topology input. It is apart from
+// pkg/device so that the scheduler can use it without linking NVML.
+package topospec
 
 import (
 	v1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
 	"github.com/tensorstack/t9k/pkg/topology"
 )
 
-// TopologySpec turns a NodeDevices inventory into the input of pkg/topology. GPU i of the spec is
+// FromInventory turns a NodeDevices inventory into the input of pkg/topology. GPU i of the spec is
 // gpus[i] (NodeDevices lists GPUs by index, but indices can have gaps when a GPU fell off the bus, so
 // callers map positions back through gpus[i].Index). NICs are one entry per ibdev name, ordered by
 // name; a multi-port device counts once.
@@ -30,7 +32,7 @@ import (
 // switch is PIX, the same root complex PHB (it may really be PXB when the GPUs share a root port
 // behind two switches; PHB is the safe under-estimate), otherwise left to pkg/topology's NUMA rule
 // (NODE within a NUMA node, SYS across).
-func TopologySpec(gpus []v1.GPU, nics []v1.NIC) topology.GPUTopologySpec {
+func FromInventory(gpus []v1.GPU, nics []v1.NIC) topology.GPUTopologySpec {
 	pos := make(map[int32]int, len(gpus))
 	for i, g := range gpus {
 		pos[g.Index] = i
