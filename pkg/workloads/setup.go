@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	schedv1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
@@ -15,6 +16,15 @@ var Kinds = []func() Job{
 	newPyTorchJob,
 	newDeepSpeedJob,
 	newMPIJob,
+	newTensorFlowJob,
+	newXGBoostJob,
+	newColossalAIJob,
+	newBeamJob,
+}
+
+// JobWithOwnedTypes names further child types whose changes should wake the kind's controller.
+type JobWithOwnedTypes interface {
+	OwnedTypes() []client.Object
 }
 
 // SetupWithManager adds one controller per job kind to the manager.
@@ -43,5 +53,10 @@ func setupKind(mgr ctrl.Manager, newJob func() Job) error {
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Service{}).
 		Owns(&schedv1.PodGroup{})
+	if o, ok := sample.(JobWithOwnedTypes); ok {
+		for _, t := range o.OwnedTypes() {
+			b = b.Owns(t)
+		}
+	}
 	return b.Complete(r)
 }

@@ -1,0 +1,128 @@
+package workloads
+
+import (
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
+)
+
+// colossalaiJob adapts ColossalAIJob in both shapes: workers run sshd; the launcher, created once
+// every worker is ready, runs "colossalai run" over them (torchrun on each) from its working
+// directory, and decides. Nothing restarts: colossalai cannot re-admit a restarted worker.
+type colossalaiJob struct {
+	*batch.ColossalAIJob
+	launcherGate
+}
+
+func newColossalAIJob() Job { return colossalaiJob{ColossalAIJob: &batch.ColossalAIJob{}} }
+
+func (j colossalaiJob) Object() client.Object { return j.ColossalAIJob }
+func (j colossalaiJob) GVK() schema.GroupVersionKind {
+	return batch.GroupVersion.WithKind("ColossalAIJob")
+}
+func (j colossalaiJob) Common() *batch.CommonJobSpec { return &j.Spec.CommonJobSpec }
+func (j colossalaiJob) Status() *batch.JobStatus     { return &j.ColossalAIJob.Status }
+
+func (j colossalaiJob) DebugCommand(t string) []string {
+	if t == "worker" {
+		return sshdCommand(j.sshdPath())
+	}
+	return nil
+}
+
+func (j colossalaiJob) RunPolicy() RunPolicy {
+	if j.Spec.RunPolicy != nil && j.Spec.RunPolicy.CleanUpWorkers {
+		return RunPolicy{CleanUpTypes: []string{"worker"}}
+	}
+	return RunPolicy{}
+}
+
+func (j colossalaiJob) sshdPath() string {
+	if j.Spec.SSH != nil {
+		return j.Spec.SSH.SSHDPath
+	}
+	return ""
+}
+
+var never = RestartRule{Policy: batch.RestartPolicyNever}
+
+func (j colossalaiJob) Replicas() []Replicas {
+	if w := j.Spec.Worker; w != nil { // 2024
+		launcher := &corev1.PodTemplateSpec{}
+		if l := j.Spec.Launcher; l != nil {
+			launcher.Spec.Containers = []corev1.Container{{Name: "launcher", Image: l.Image, WorkingDir: l.WorkingDir,
+				Env: l.Env, Resources: l.Resources}}
+		} else {
+			launcher = derivedLauncher(&w.Template, "worker")
+		}
+		return []Replicas{
+			{Type: "worker", Count: deref32(w.Replicas, 1), Template: &w.Template, MainContainer: "worker", Restart: never},
+			{Type: "launcher", Count: 1, Singleton: true, MainContainer: "launcher", Template: launcher, Restart: never},
+		}
+	}
+	var worker, launcher *batch.ReplicaSpec
+	for i := range j.Spec.ReplicaSpecs {
+		switch j.Spec.ReplicaSpecs[i].Type {
+		case "worker":
+			worker = &j.Spec.ReplicaSpecs[i]
+		case "launcher":
+			launcher = &j.Spec.ReplicaSpecs[i]
+		}
+	}
+	if worker == nil {
+		return nil
+	}
+	l := Replicas{Type: "launcher", Count: 1, Singleton: true, MainContainer: "launcher",
+		Template: derivedLauncher(&worker.Template, "worker"), Restart: never}
+	if launcher != nil && len(launcher.Template.Spec.Containers) > 0 {
+		l.Template = &launcher.Template
+	}
+	return []Replicas{{Type: "worker", Count: deref32(worker.Replicas, 1), Template: &worker.Template,
+		MainContainer: "worker", Restart: never}, l}
+}
+
+func (j colossalaiJob) Objects(c *Cluster) ([]client.Object, error) {
+	secret, err := sshSecret(c)
+	if err != nil {
+		return nil, err
+	}
+	return []client.Object{secret}, nil
+}
+
+func (j colossalaiJob) MutatePod(c *Cluster, pod *corev1.Pod, g *Replicas, _ int) error {
+	dir := ""
+	if j.Spec.SSH != nil {
+		dir = j.Spec.SSH.AuthMountPath
+	}
+	mountSSH(pod, c, dir)
+	main := mainContainer(pod, g.MainContainer)
+	if g.Type == "worker" {
+		main.Command, main.Args = sshdCommand(j.sshdPath()), nil
+		return nil
+	}
+	procs, torchArgs, program := int32(1), []string(nil), []string(nil)
+	if w := j.Spec.Worker; w != nil {
+		procs, torchArgs, program = deref32(w.ProcPerWorker, 1), w.TorchArgs, w.Command
+	} else if tc := j.Spec.TorchConfig; tc != nil {
+		procs, torchArgs, program = deref32(tc.ProcPerWorker, 1), tc.ExtraArgs, tc.Script
+	}
+	main.Command, main.Args = colossalaiCommand(workerHosts(c, "worker"), procs, torchArgs, program), nil
+	return nil
+}
+
+// colossalaiCommand is "colossalai run" over the workers, the first one as the master.
+func colossalaiCommand(hosts []string, procs int32, torchArgs, program []string) []string {
+	cmd := []string{"colossalai", "run", "--nproc_per_node", strconv.Itoa(int(procs)), "--host", strings.Join(hosts, ",")}
+	if len(hosts) > 0 {
+		cmd = append(cmd, "--master_addr", hosts[0])
+	}
+	cmd = append(cmd, torchArgs...)
+	return append(cmd, program...)
+}
+
+func (j colossalaiJob) Outcome(c *Cluster, v *View) Outcome { return decidedBy(c, v, "launcher", 0) }
