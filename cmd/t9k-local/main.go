@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,6 +34,7 @@ func run() error {
 		schedCfg  = flag.String("scheduler-config", filepath.Join(root, "manifests", "scheduler", "t9k-scheduler.yaml"), "KubeSchedulerConfiguration for t9k-scheduler.")
 		crdDir    = flag.String("crd-dir", "", "CRDs to install (default: manifests/crd of this repository).")
 		noAgent   = flag.Bool("no-device-agent", false, "Do not start the device-agent.")
+		samples   = flag.String("samples", filepath.Join(root, "manifests", "samples"), "Apply the manifests in this directory once the cluster is up and show where their jobs land; empty to skip.")
 		readyOnly = flag.Bool("exit-when-ready", false, "Stop everything and exit 0 once the cluster is up (for scripts and tests).")
 	)
 	flag.IntVar(&spec.Spines, "spines", spec.Spines, "Number of spines.")
@@ -85,8 +87,18 @@ Press Ctrl-C to stop.
 	if *readyOnly {
 		return nil
 	}
+	if *samples != "" {
+		applied, err := c.ApplyDir(ctx, *samples)
+		if err != nil {
+			return fmt.Errorf("applying samples: %w", err)
+		}
+		fmt.Printf("[t9k-local] applied %d sample objects from %s: %s\n", len(applied), *samples, strings.Join(applied, " "))
+	}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	// Print the placement table a few seconds after the samples go in, then whenever it changes.
+	var last string
+	nextTable := time.Now().Add(5 * time.Second)
 	for {
 		select {
 		case <-ctx.Done():
@@ -94,6 +106,19 @@ Press Ctrl-C to stop.
 		case <-tick.C:
 			if err := c.Exited(); err != nil {
 				return err
+			}
+			if *samples == "" || time.Now().Before(nextTable) {
+				continue
+			}
+			nextTable = time.Now().Add(10 * time.Second)
+			var b strings.Builder
+			if err := c.PrintPlacement(ctx, &b); err != nil {
+				fmt.Printf("[t9k-local] placement: %v\n", err)
+				continue
+			}
+			if b.String() != last {
+				last = b.String()
+				fmt.Printf("\n[t9k-local] placement at %s\n%s", time.Now().Format("15:04:05"), last)
 			}
 		}
 	}
@@ -105,7 +130,7 @@ func startBinaries(c *localcluster.Cluster, binDir, schedCfg string, noAgent boo
 	if err := localcluster.WriteSchedulerConfig(schedCfg, cfg, c.Kubeconfig); err != nil {
 		return fmt.Errorf("scheduler config: %w", err)
 	}
-	ports := make([]int, 4)
+	ports := make([]int, 5)
 	for i := range ports {
 		p, err := localcluster.FreePort()
 		if err != nil {
@@ -123,7 +148,10 @@ func startBinaries(c *localcluster.Cluster, binDir, schedCfg string, noAgent boo
 	if err := c.StartProcess("t9k-controllers", filepath.Join(binDir, "t9k-controllers"),
 		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false",
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2])); err != nil {
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
+		// The apiserver runs on this machine: it calls the admission webhook on loopback, and the
+		// controllers register it themselves with a CA they make.
+		"--webhook-bind-address=127.0.0.1", "--webhook-url-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", ports[4])); err != nil {
 		return err
 	}
 	if noAgent {

@@ -1,0 +1,167 @@
+// Package admission is the validating webhook of t9k-controllers: what TensorStack enforced with
+// OPA Gatekeeper (queue exists and is open, the namespace may use it, quota left, requests declared,
+// resource shape), answered at `kubectl apply` time for Pods with schedulerName t9k-scheduler,
+// PodGroups and the eight T9k job kinds. The controllers make and rotate their own serving
+// certificate and keep their ValidatingWebhookConfiguration (with its caBundle) in place.
+package admission
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+	"github.com/tensorstack/t9k/pkg/queuestatus"
+)
+
+// Options are the webhook's flags.
+type Options struct {
+	Enabled        bool
+	QueueNamespace string
+	BindAddress    string // host to listen on; "" all
+	Port           int
+	// URLHost, when set, makes the apiserver call https://URLHost:Port directly (the local
+	// cluster); otherwise it goes through Service ServiceNamespace/ServiceName:ServicePort.
+	URLHost           string
+	ServiceName       string
+	ServiceNamespace  string
+	ServicePort       int32
+	ConfigName        string
+	CertSecret        string
+	NamespaceSelector string // label selector of the namespaces checked; "" all (but kube-*)
+	Refresh           time.Duration
+}
+
+// AddFlags registers the webhook flags.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.Enabled, "enable-webhooks", true, "Serve the admission webhooks and keep their ValidatingWebhookConfiguration registered.")
+	fs.StringVar(&o.BindAddress, "webhook-bind-address", "", "Host the webhook server listens on; empty for all addresses.")
+	fs.IntVar(&o.Port, "webhook-port", 9443, "Port of the webhook server.")
+	fs.StringVar(&o.URLHost, "webhook-url-host", "", "When set (e.g. 127.0.0.1), the apiserver calls the webhook at https://<this>:<webhook-port> instead of through the Service; the certificate covers this host.")
+	fs.StringVar(&o.ServiceName, "webhook-service-name", "t9k-controllers-webhook", "Service in front of the webhook server.")
+	fs.StringVar(&o.ServiceNamespace, "webhook-service-namespace", "t9k-system", "Namespace of that Service and of the certificate Secret.")
+	fs.Int32Var(&o.ServicePort, "webhook-service-port", 443, "Port of that Service.")
+	fs.StringVar(&o.ConfigName, "webhook-config-name", "t9k-controllers", "Name of the ValidatingWebhookConfiguration the controllers create and keep up to date.")
+	fs.StringVar(&o.CertSecret, "webhook-cert-secret", "t9k-controllers-webhook-cert", "Secret (in the service namespace) holding the self-made CA and serving certificate, shared by all replicas.")
+	fs.StringVar(&o.NamespaceSelector, "webhook-namespace-selector", "", "Label selector of the namespaces whose workloads are checked, e.g. project.tensorstack.dev=true; empty checks all but kube-system, kube-public and kube-node-lease.")
+	fs.DurationVar(&o.Refresh, "webhook-cert-refresh", 10*time.Minute, "How often certificates are checked for renewal and the webhook configuration for drift.")
+}
+
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;create;update
+// +kubebuilder:rbac:groups=scheduler.tensorstack.dev,resources=queues;podgroups,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+
+// Setup makes sure a serving certificate exists (before anything is served), and adds the webhook
+// server and the runnable that renews certificates and keeps the webhook configuration current.
+func Setup(mgr ctrl.Manager, o Options) error {
+	if !o.Enabled {
+		return nil
+	}
+	ctx := context.Background()
+	if err := queuestatus.Prepare(ctx, mgr); err != nil {
+		return err
+	}
+	if o.QueueNamespace == "" {
+		o.QueueNamespace = queuestatus.DefaultQueueNamespace
+	}
+	var nsSel *metav1.LabelSelector
+	if o.NamespaceSelector != "" {
+		var err error
+		if nsSel, err = metav1.ParseToLabelSelector(o.NamespaceSelector); err != nil {
+			return fmt.Errorf("--webhook-namespace-selector: %w", err)
+		}
+	}
+	svc := o.ServiceName + "." + o.ServiceNamespace + ".svc"
+	dns := []string{svc, svc + ".cluster.local", o.ServiceName + "." + o.ServiceNamespace}
+	var ips []net.IP
+	cc := ServiceClient(o.ServiceNamespace, o.ServiceName, o.ServicePort)
+	if o.URLHost != "" {
+		if ip := net.ParseIP(o.URLHost); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append([]string{o.URLHost}, dns...)
+		}
+		cc = URLClient(net.JoinHostPort(o.URLHost, strconv.Itoa(o.Port)))
+	}
+	certs := &Certs{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Policy: DefaultCertPolicy(dns, ips),
+		Secret: types.NamespacedName{Namespace: o.ServiceNamespace, Name: o.CertSecret}}
+	if err := certs.Ensure(ctx); err != nil {
+		return err
+	}
+
+	// Start the informers the handler reads with the manager, not on the first request.
+	for _, obj := range []client.Object{&corev1.Namespace{}, &corev1.Pod{}, &schedv1beta1.Queue{}, &schedv1beta1.PodGroup{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			return err
+		}
+	}
+	srv := webhook.NewServer(webhook.Options{Host: o.BindAddress, Port: o.Port,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.GetCertificate }}})
+	v := &Validator{Cache: mgr.GetClient(), Direct: mgr.GetAPIReader(), Decoder: admission.NewDecoder(mgr.GetScheme()),
+		QueueNamespace: o.QueueNamespace}
+	for _, p := range []string{PodPath, PodGroupPath, JobPath} {
+		srv.Register(p, &webhook.Admission{Handler: v, RecoverPanic: ptr.To(true)})
+	}
+	if err := mgr.Add(srv); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", srv.StartedChecker()); err != nil {
+		return err
+	}
+	return mgr.Add(&keeper{certs: certs, o: o, cc: cc, nsSel: nsSel, r: mgr.GetAPIReader(), w: mgr.GetClient()})
+}
+
+// keeper renews certificates and re-registers the webhook configuration (with the current CA
+// bundle) at start and every Refresh; every replica runs it, and they converge on one Secret.
+type keeper struct {
+	certs *Certs
+	o     Options
+	cc    ClientConfig
+	nsSel *metav1.LabelSelector
+	r     client.Reader
+	w     client.Client
+}
+
+func (k *keeper) NeedLeaderElection() bool { return false }
+
+func (k *keeper) Start(ctx context.Context) error {
+	log := klog.FromContext(ctx).WithName("webhook-keeper")
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		err := k.certs.Ensure(ctx)
+		if err == nil {
+			err = EnsureWebhookConfiguration(ctx, k.r, k.w, k.want())
+		}
+		if err != nil {
+			log.Error(err, "keeping the admission webhook in place; retrying")
+			wait = 5 * time.Second
+			continue
+		}
+		wait = k.o.Refresh
+	}
+}
+
+func (k *keeper) want() *admissionregv1.ValidatingWebhookConfiguration {
+	return WebhookConfiguration(k.o.ConfigName, k.cc, k.certs.CABundle(), k.nsSel)
+}
