@@ -121,7 +121,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 // gather fills the queue, namespace, allocation and shape of in.
 func (v *Validator) gather(ctx context.Context, namespace string, in *Input) error {
 	var q schedv1beta1.Queue
-	err := v.Cache.Get(ctx, types.NamespacedName{Namespace: v.QueueNamespace, Name: in.QueueName}, &q)
+	err := v.get(ctx, types.NamespacedName{Namespace: v.QueueNamespace, Name: in.QueueName}, &q)
 	if apierrors.IsNotFound(err) {
 		return nil // Check reports it
 	}
@@ -130,7 +130,7 @@ func (v *Validator) gather(ctx context.Context, namespace string, in *Input) err
 	}
 	in.Queue = &q
 	var ns corev1.Namespace
-	if err := v.Cache.Get(ctx, types.NamespacedName{Name: namespace}, &ns); err != nil {
+	if err := v.get(ctx, types.NamespacedName{Name: namespace}, &ns); err != nil {
 		return err
 	}
 	in.Namespace = &ns
@@ -146,6 +146,16 @@ func (v *Validator) gather(ctx context.Context, namespace string, in *Input) err
 		in.Shape, in.ShapeError = v.profile(ctx, q.Spec.ResourceShapeProfile, q.Name)
 	}
 	return nil
+}
+
+// get reads from the cache, and from the apiserver when the cache has not seen the object yet:
+// `kubectl apply -f dir/` creates a Queue or Namespace and, milliseconds later, what uses it.
+func (v *Validator) get(ctx context.Context, key types.NamespacedName, obj client.Object) error {
+	err := v.Cache.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) {
+		err = v.Direct.Get(ctx, key, obj)
+	}
+	return err
 }
 
 // profile reads one resource-shape profile. A profile the queue names but the ConfigMap lacks is
