@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
-	"github.com/tensorstack/t9k/pkg/device"
+	"github.com/tensorstack/t9k/pkg/device/topospec"
 	"github.com/tensorstack/t9k/pkg/topology"
 )
 
@@ -107,7 +107,7 @@ func (c *gpuCache) upsertDevices(d *devicev1beta1.NodeDevices) {
 	}
 	st.devices = d
 	st.topo, st.index, st.uuids, st.nics = nil, nil, nil, nil
-	spec := device.TopologySpec(d.Status.GPUs, d.Status.NICs)
+	spec := topospec.FromInventory(d.Status.GPUs, d.Status.NICs)
 	if len(spec.GPUs) > 0 {
 		if t, err := topology.NewGPUTopology(spec); err == nil {
 			st.topo = t
