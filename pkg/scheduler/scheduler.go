@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/component-base/configz"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 
@@ -69,6 +70,11 @@ func Start(ctx context.Context, args []string) (<-chan error, error) {
 		return nil, fmt.Errorf("setting up %s: %w", SchedulerName, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cc, sched) }()
+	go func() {
+		done <- app.Run(ctx, cc, sched)
+		// Run registers its config in the process-wide /configz registry and never removes it;
+		// without this a second scheduler in one process (tests run several in turn) fails.
+		configz.Delete("componentconfig")
+	}()
 	return done, nil
 }

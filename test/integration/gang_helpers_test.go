@@ -312,3 +312,11 @@ func (e *gangEnv) waitEvent(ns, group, reason string, parts ...string) string {
 	require.NoError(e.t, err, "no %s event on PodGroup %s/%s with %q; saw %q", reason, ns, group, parts, seen)
 	return note
 }
+
+// schedulerExtraArgs lets a run raise the scheduler's log level: T9K_SCHEDULER_V=5.
+func schedulerExtraArgs() []string {
+	if v := getenv("T9K_SCHEDULER_V"); v != "" {
+		return []string{"--v=" + v}
+	}
+	return nil
+}

@@ -31,12 +31,21 @@ func startScheduler(t *testing.T, cp *controlplane.ControlPlane) {
 	require.NoError(t, localcluster.WriteSchedulerConfig(filepath.Join(root, "manifests/scheduler/t9k-scheduler.yaml"), cfg, kubeconfig))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	done, err := scheduler.Start(ctx, []string{"--config=" + cfg, "--secure-port=0"})
+	done, err := scheduler.Start(ctx, append([]string{"--config=" + cfg, "--secure-port=0"}, schedulerExtraArgs()...))
 	require.NoError(t, err)
+	// A scheduler that stops on its own (lost its lease, failed to start) fails the test loudly.
+	exited := make(chan struct{})
+	go func() {
+		err := <-done
+		if ctx.Err() == nil {
+			t.Errorf("scheduler exited while the test ran: %v", err)
+		}
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(30 * time.Second):
 			t.Error("scheduler did not stop within 30s")
 		}

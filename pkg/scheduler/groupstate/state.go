@@ -90,9 +90,14 @@ type State struct {
 	usage     map[string]Res
 	desired   map[GroupKey]*pgStatus
 
-	now       func() time.Time
-	status    *statusWriter
-	podLister listersv1.PodLister
+	now    func() time.Time
+	status *statusWriter
+	// activate moves pods back to the scheduler's active queue (framework.Handle.Activate). The
+	// scheduler requeues pods on its own informers' events, which may run before ours have
+	// updated this State; so whenever a change here may unblock pods, we activate them ourselves.
+	activate   func(map[string]*v1.Pod)
+	toActivate map[string]*v1.Pod
+	podLister  listersv1.PodLister
 }
 
 // New returns an empty State; For wires one to a scheduler. Tests and benchmarks feed it through
@@ -143,7 +148,7 @@ func (s *State) UpsertPod(pod *v1.Pod) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndActivate()
 	e := s.pods[pod.UID]
 	if e == nil {
 		e = &podEntry{key: key}
@@ -153,20 +158,60 @@ func (s *State) UpsertPod(pod *v1.Pod) {
 	if e.pod == nil || e.pod.ResourceVersion != pod.ResourceVersion || e.req == nil {
 		e.req = PodRequests(pod)
 	}
+	isNew := e.pod == nil
 	e.pod = pod
 	if pod.Spec.NodeName != "" {
 		e.reservedOn = ""
 	}
 	s.recountLocked(e)
+	if isNew && !key.Pod && len(s.groups[key].members) == int(s.minMemberLocked(key)) {
+		// The group just got enough members: siblings PreEnqueue held may go.
+		s.pendingLocked(func(k GroupKey) bool { return k == key })
+	}
+}
+
+// pendingLocked queues, for activation once the lock is released, the unassigned members of the
+// groups match selects.
+func (s *State) pendingLocked(match func(GroupKey) bool) {
+	if s.activate == nil {
+		return
+	}
+	for k, g := range s.groups {
+		if !match(k) {
+			continue
+		}
+		for _, e := range g.members {
+			if !e.assigned() {
+				if s.toActivate == nil {
+					s.toActivate = map[string]*v1.Pod{}
+				}
+				s.toActivate[e.pod.Namespace+"/"+e.pod.Name] = e.pod
+			}
+		}
+	}
+}
+
+// unlockAndActivate releases the lock, then activates what pendingLocked collected.
+func (s *State) unlockAndActivate() {
+	pods := s.toActivate
+	s.toActivate = nil
+	s.mu.Unlock()
+	if len(pods) > 0 {
+		s.activate(pods)
+	}
 }
 
 // DeletePod records a pod deletion (or its move to a terminal phase).
 func (s *State) DeletePod(pod *v1.Pod) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndActivate()
 	e := s.pods[pod.UID]
 	if e == nil {
 		return
+	}
+	if freed := e.counted; freed != "" {
+		// Quota came free in that queue.
+		s.pendingLocked(func(k GroupKey) bool { return s.queueOfKeyLocked(k) == freed })
 	}
 	s.subUsageLocked(e)
 	delete(s.pods, pod.UID)
@@ -265,9 +310,11 @@ func (s *State) subUsageLocked(e *podEntry) {
 // UpsertPodGroup records a PodGroup add or update.
 func (s *State) UpsertPodGroup(pg *v1beta1.PodGroup) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndActivate()
 	s.podGroups[nsName{pg.Namespace, pg.Name}] = pg
-	s.requeueGroupLocked(GroupKey{Namespace: pg.Namespace, Name: pg.Name})
+	key := GroupKey{Namespace: pg.Namespace, Name: pg.Name}
+	s.requeueGroupLocked(key)
+	s.pendingLocked(func(k GroupKey) bool { return k == key })
 }
 
 // DeletePodGroup records a PodGroup deletion.
@@ -306,8 +353,23 @@ func (s *State) UpsertQueue(q *v1beta1.Queue) {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndActivate()
 	s.queues[nsName{q.Namespace, q.Name}] = info
+	if q.Namespace == s.queueNS {
+		s.pendingLocked(func(k GroupKey) bool { return s.queueOfKeyLocked(k) == q.Name })
+	}
+}
+
+// queueOfKeyLocked is the queue of a group (of any member for a group without PodGroup).
+func (s *State) queueOfKeyLocked(k GroupKey) string {
+	g := s.groups[k]
+	if g == nil {
+		return ""
+	}
+	for _, e := range g.members {
+		return s.queueOfLocked(e)
+	}
+	return ""
 }
 
 // DeleteQueue records a Queue deletion.

@@ -36,6 +36,7 @@ func For(ctx context.Context, h framework.Handle) (*State, error) {
 		return s, nil
 	}
 	s := New()
+	s.activate = func(pods map[string]*v1.Pod) { h.Activate(klog.Background(), pods) }
 	logger := klog.FromContext(ctx).WithName("groupstate")
 	// controller-runtime's cache logs through its own logger; route it to klog like the rest.
 	crLogOnce.Do(func() { crlog.SetLogger(klog.NewKlogr()) })
