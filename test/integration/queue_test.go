@@ -4,11 +4,13 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/utils/ptr"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
@@ -177,4 +179,36 @@ func TestPreemptWholeGang(t *testing.T) {
 	requireAllOrNothing(t, samples["victim"], 2, "victim")
 	n, _ := e.bound("default", "victim")
 	require.Zero(t, n)
+	requireMetrics(t)
+}
+
+// requireMetrics checks what the scheduler exposes on /metrics (the same registry, in process).
+func requireMetrics(t *testing.T) {
+	t.Helper()
+	families, err := legacyregistry.DefaultGatherer.Gather()
+	require.NoError(t, err)
+	got := map[string]*dto.MetricFamily{}
+	for _, f := range families {
+		got[f.GetName()] = f
+	}
+	nodeReq := got["T9kScheduler_node_resource_requests"]
+	require.NotNil(t, nodeReq, "T9kScheduler_node_resource_requests missing")
+	found := false
+	for _, m := range nodeReq.GetMetric() {
+		lbl := map[string]string{}
+		for _, l := range m.GetLabel() {
+			lbl[l.GetName()] = l.GetValue()
+		}
+		if lbl["resource"] == "nvidia.com/gpu" && lbl["unit"] == "integer" && m.GetGauge().GetValue() == 8 {
+			found = true
+		}
+	}
+	require.True(t, found, "no node with 8 nvidia.com/gpu requested: %v", nodeReq)
+	require.NotNil(t, got["t9k_scheduler_preemption_victims_total"])
+	require.GreaterOrEqual(t, got["t9k_scheduler_preemption_victims_total"].GetMetric()[0].GetCounter().GetValue(), 2.0)
+	require.NotNil(t, got["t9k_scheduler_gang_time_to_quorum_seconds"])
+	require.GreaterOrEqual(t, got["t9k_scheduler_gang_time_to_quorum_seconds"].GetMetric()[0].GetHistogram().GetSampleCount(), uint64(3))
+	for _, name := range []string{"t9k_scheduler_queue_allocated"} {
+		require.NotNil(t, got[name], "%s missing", name)
+	}
 }

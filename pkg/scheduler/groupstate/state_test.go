@@ -1,0 +1,209 @@
+package groupstate
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+
+	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+)
+
+func pod(name, group, queue, role string, gpus int64, node string) *v1.Pod {
+	l := map[string]string{}
+	if group != "" {
+		l[v1beta1.LabelGroupName] = group
+	}
+	if queue != "" {
+		l[v1beta1.LabelQueue] = queue
+	}
+	if role != "" {
+		l[v1beta1.LabelRole] = role
+	}
+	req := v1.ResourceList{v1.ResourceCPU: resource.MustParse("1"), "nvidia.com/gpu": *resource.NewQuantity(gpus, resource.DecimalSI)}
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID(name), Labels: l},
+		Spec:       v1.PodSpec{NodeName: node, Containers: []v1.Container{{Name: "c", Resources: v1.ResourceRequirements{Requests: req}}}},
+	}
+}
+
+func podGroup(name, queue string, min int32, roles ...v1beta1.PodGroupRole) *v1beta1.PodGroup {
+	return &v1beta1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("pg-" + name)},
+		Spec: v1beta1.PodGroupSpec{MinMember: min, Queue: queue, Roles: roles}}
+}
+
+func names(ms []Member) string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Pod.Name)
+	}
+	return strings.Join(out, ",")
+}
+
+func TestGangMembersQuorumAndToPlace(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		min         int32
+		roles       []v1beta1.PodGroupRole
+		pods        []*v1.Pod
+		first       string
+		wantMembers string // ShortOfMembers ("" = enough)
+		wantQuorum  string // ShortOfQuorum
+		wantToPlace string
+	}{
+		{name: "too few members", min: 3, pods: []*v1.Pod{pod("a", "g", "q", "", 1, ""), pod("b", "g", "q", "", 1, "")},
+			first: "a", wantMembers: "2 of minMember 3 member pods exist", wantQuorum: "0 of minMember 3", wantToPlace: "a,b"},
+		{name: "all pending", min: 2, pods: []*v1.Pod{pod("a", "g", "q", "", 1, ""), pod("b", "g", "q", "", 1, ""), pod("c", "g", "q", "", 1, "")},
+			first: "c", wantQuorum: "0 of minMember 2", wantToPlace: "c,a"},
+		{name: "running member counts", min: 2, pods: []*v1.Pod{pod("a", "g", "q", "", 1, "n1"), pod("b", "g", "q", "", 1, "")},
+			first: "b", wantQuorum: "1 of minMember 2", wantToPlace: "b"},
+		{name: "quorum met", min: 2, pods: []*v1.Pod{pod("a", "g", "q", "", 1, "n1"), pod("b", "g", "q", "", 1, "n2")},
+			wantToPlace: ""},
+		{name: "role minimum picks its members first", min: 3,
+			roles: []v1beta1.PodGroupRole{{Name: "ps", MinMember: 1}, {Name: "worker", MinMember: 2}},
+			pods:  []*v1.Pod{pod("a", "g", "q", "worker", 1, ""), pod("b", "g", "q", "worker", 1, ""), pod("c", "g", "q", "worker", 1, ""), pod("z", "g", "q", "ps", 0, "")},
+			first: "a", wantQuorum: "0 of minMember 3 member pods placed; role ps: 0 of 1; role worker: 0 of 2", wantToPlace: "a,z,b"},
+		{name: "missing role member", min: 2,
+			roles: []v1beta1.PodGroupRole{{Name: "ps", MinMember: 1}},
+			pods:  []*v1.Pod{pod("a", "g", "q", "worker", 1, ""), pod("b", "g", "q", "worker", 1, "")},
+			first: "a", wantMembers: "2 of minMember 2 member pods exist; role ps: 0 of 1", wantQuorum: "role ps: 0 of 1", wantToPlace: "a,b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New()
+			s.UpsertPodGroup(podGroup("g", "q", tc.min, tc.roles...))
+			var first *v1.Pod
+			for _, p := range tc.pods {
+				s.UpsertPod(p)
+				if p.Name == tc.first {
+					first = p
+				}
+			}
+			g, ok := s.Gang(tc.pods[0])
+			if !ok {
+				t.Fatal("no gang")
+			}
+			if got := g.ShortOfMembers(); !strings.Contains(got, tc.wantMembers) || (tc.wantMembers == "") != (got == "") {
+				t.Errorf("ShortOfMembers = %q, want %q", got, tc.wantMembers)
+			}
+			if got := g.ShortOfQuorum(); !strings.Contains(got, tc.wantQuorum) || (tc.wantQuorum == "") != (got == "") {
+				t.Errorf("ShortOfQuorum = %q, want %q", got, tc.wantQuorum)
+			}
+			if got := names(g.ToPlace(first)); got != tc.wantToPlace {
+				t.Errorf("ToPlace = %q, want %q", got, tc.wantToPlace)
+			}
+		})
+	}
+}
+
+func quotaQueue(name string, prio int32, gpus string) *v1beta1.Queue {
+	q := &v1beta1.Queue{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: DefaultQueueNamespace}, Spec: v1beta1.QueueSpec{Priority: prio}}
+	if gpus != "" {
+		q.Spec.Quota = &v1beta1.QueueQuota{Requests: v1.ResourceList{"nvidia.com/gpu": resource.MustParse(gpus), v1.ResourceCPU: resource.MustParse("100")}}
+	}
+	return q
+}
+
+func TestUsageFollowsReserveBindAndDelete(t *testing.T) {
+	s := New()
+	s.UpsertQueue(quotaQueue("q", 1, "16"))
+	s.UpsertPodGroup(podGroup("g", "q", 2))
+	a, b := pod("a", "g", "", "", 4, ""), pod("b", "g", "", "", 4, "")
+	s.UpsertPod(a)
+	s.UpsertPod(b)
+	gpu := func() int64 { return s.Usage("q")["nvidia.com/gpu"] }
+	if gpu() != 0 {
+		t.Fatalf("usage before placement = %d", gpu())
+	}
+	s.Assume(a, "n1")
+	s.Assume(a, "n1") // idempotent
+	if gpu() != 4 || s.DRS("q") != 0.25 {
+		t.Fatalf("after reserve: usage %d, DRS %v; want 4, 0.25", gpu(), s.DRS("q"))
+	}
+	s.Forget(a)
+	if gpu() != 0 {
+		t.Fatalf("after unreserve: usage %d", gpu())
+	}
+	s.Assume(a, "n1")
+	bound := a.DeepCopy()
+	bound.Spec.NodeName, bound.ResourceVersion = "n1", "2"
+	s.UpsertPod(bound) // the informer catches up: still counted once
+	if gpu() != 4 {
+		t.Fatalf("after bind: usage %d", gpu())
+	}
+	done := bound.DeepCopy()
+	done.Status.Phase = v1.PodSucceeded
+	s.UpsertPod(done)
+	if gpu() != 0 {
+		t.Fatalf("after the pod finished: usage %d", gpu())
+	}
+}
+
+func TestSortInfo(t *testing.T) {
+	s := New()
+	s.UpsertQueue(quotaQueue("hi", 50, "8"))
+	s.UpsertQueue(quotaQueue("lo", 10, ""))
+	pg := podGroup("g", "hi", 1)
+	pg.Spec.Priority = 7
+	pg.CreationTimestamp = metav1.NewTime(time.Unix(100, 0))
+	s.UpsertPodGroup(pg)
+	running := pod("r", "", "hi", "", 2, "n1")
+	s.UpsertPod(running)
+	got := s.SortInfo(pod("m", "g", "", "", 1, ""))
+	want := SortInfo{QueuePriority: 50, DRS: 0.25, Priority: 7, Created: time.Unix(100, 0), Key: GroupKey{Namespace: "ns", Name: "g"}}
+	if got != want {
+		t.Errorf("SortInfo = %+v, want %+v", got, want)
+	}
+	if got := s.SortInfo(pod("x", "", "lo", "", 1, "")); got.QueuePriority != 10 || !got.Key.Pod {
+		t.Errorf("virtual group SortInfo = %+v", got)
+	}
+}
+
+func nodeInfo(name string, gpus int64, lbls map[string]string, pods ...*v1.Pod) fwk.NodeInfo {
+	n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls}, Status: v1.NodeStatus{Allocatable: v1.ResourceList{
+		v1.ResourceCPU: resource.MustParse("8"), v1.ResourceMemory: resource.MustParse("64Gi"), v1.ResourcePods: resource.MustParse("110"),
+		"nvidia.com/gpu": *resource.NewQuantity(gpus, resource.DecimalSI)}}}
+	ni := framework.NewNodeInfo(pods...)
+	ni.SetNode(n)
+	return ni
+}
+
+func TestFitterPlacesWholeGangOrSaysWhy(t *testing.T) {
+	s := New()
+	q := quotaQueue("a100", 1, "")
+	q.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"gpu": "a100"}}
+	s.UpsertQueue(q)
+	a100 := map[string]string{"gpu": "a100"}
+	busy := pod("busy", "", "", "", 6, "n1")
+	nodes := []fwk.NodeInfo{nodeInfo("n1", 8, a100, busy), nodeInfo("n2", 8, a100), nodeInfo("n3", 8, nil)}
+	member := func(name string, gpus int64, queue string) Member {
+		p := pod(name, "", queue, "", gpus, "")
+		return Member{Pod: p, Requests: PodRequests(p)}
+	}
+	for _, tc := range []struct {
+		name    string
+		members []Member
+		gone    func(*v1.Pod) bool
+		wantErr string
+	}{
+		{name: "fits on three nodes", members: []Member{member("a", 8, ""), member("b", 8, ""), member("c", 2, "")}},
+		{name: "one too many", members: []Member{member("a", 8, ""), member("b", 8, ""), member("c", 4, "")},
+			wantErr: "2 of 3 pods placed; pod c needs 4 nvidia.com/gpu, the most free on one of 3 eligible nodes is 2"},
+		{name: "queue nodeSelector", members: []Member{member("a", 8, "a100"), member("b", 8, "a100")},
+			wantErr: "1 of 2 pods placed; pod b needs 8 nvidia.com/gpu, the most free on one of 2 eligible nodes is 2"},
+		{name: "evicting busy makes room", members: []Member{member("a", 8, "a100"), member("b", 8, "a100")},
+			gone: func(p *v1.Pod) bool { return p.Name == "busy" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, why := s.NewFitter(nodes, tc.gone).PlaceAll(tc.members)
+			if why != tc.wantErr {
+				t.Errorf("PlaceAll: %q, want %q", why, tc.wantErr)
+			}
+		})
+	}
+}
