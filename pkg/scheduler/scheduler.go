@@ -25,6 +25,7 @@ import (
 	_ "github.com/tensorstack/t9k/pkg/plugins/apis/config/scheme"
 	"github.com/tensorstack/t9k/pkg/plugins/gang"
 	"github.com/tensorstack/t9k/pkg/plugins/queue"
+	"github.com/tensorstack/t9k/pkg/plugins/topology"
 )
 
 // SchedulerName is the name workloads put in spec.schedulerName to be scheduled by t9k.
@@ -36,6 +37,7 @@ func RegistryOptions() []app.Option {
 	return []app.Option{
 		app.WithPlugin(queue.Name, queue.New),
 		app.WithPlugin(gang.Name, gang.New),
+		app.WithPlugin(topology.Name, topology.New),
 		app.WithPlugin(coscheduling.Name, coscheduling.New),
 		app.WithPlugin(capacityscheduling.Name, capacityscheduling.New),
 		app.WithPlugin(noderesourcetopology.Name, noderesourcetopology.New),

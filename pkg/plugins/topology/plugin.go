@@ -221,6 +221,9 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 	if err != nil {
 		var unsched *topology.UnschedulableError
 		if errors.As(err, &unsched) {
+			// The planner's reason is the one a person can act on ("needs 40 GPUs (5 pods x 8) in
+			// one block; best block b1 has 32 free"): put it on the PodGroup before a generic one.
+			p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonTopologyUnsatisfiable, unsched.Reason)
 			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, unsched.Reason)
 		}
 		return nil, fwk.AsStatus(err)
