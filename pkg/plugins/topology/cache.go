@@ -56,6 +56,10 @@ type gpuCache struct {
 	// owners: GPUs held by bound or reserved pods, and placeholders of planned members.
 	owners map[types.UID]allocation
 	plans  map[string]*gangPlan
+	// podsOn are the GPU pods bound to each node, kept so that a node or NodeDevices arriving
+	// after its pods (informers deliver in no particular order) recounts them.
+	podsOn  map[string]map[types.UID]*v1.Pod
+	podNode map[types.UID]string
 }
 
 func newGPUCache(levels []string, resource v1.ResourceName) *gpuCache {
@@ -65,6 +69,8 @@ func newGPUCache(levels []string, resource v1.ResourceName) *gpuCache {
 		nodes:    map[string]*nodeState{},
 		owners:   map[types.UID]allocation{},
 		plans:    map[string]*gangPlan{},
+		podsOn:   map[string]map[types.UID]*v1.Pod{},
+		podNode:  map[types.UID]string{},
 	}
 }
 
@@ -177,6 +183,9 @@ func (c *gpuCache) syncNodeLocked(name string, st *nodeState) {
 	_ = c.cluster.SetNode(topology.NodeSpec{
 		Name: name, Labels: st.node.Labels, Topology: topo, GPUCount: n, UsedGPUs: dedupe(used),
 	})
+	for _, pod := range c.podsOn[name] {
+		c.observePodLocked(pod)
+	}
 }
 
 // podGPUs is the number of GPUs a pod asks for (limits win, as for extended resources).
@@ -213,13 +222,24 @@ func (c *gpuCache) observePod(pod *v1.Pod) {
 		c.forgetPod(pod.UID)
 		return
 	}
-	want := podGPUs(pod, c.resource)
-	if want == 0 {
+	if podGPUs(pod, c.resource) == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.observePodLocked(pod)
+}
+
+func (c *gpuCache) observePodLocked(pod *v1.Pod) {
+	want := podGPUs(pod, c.resource)
 	node := pod.Spec.NodeName
+	if old, ok := c.podNode[pod.UID]; ok && old != node {
+		delete(c.podsOn[old], pod.UID)
+	}
+	if c.podsOn[node] == nil {
+		c.podsOn[node] = map[types.UID]*v1.Pod{}
+	}
+	c.podsOn[node][pod.UID], c.podNode[pod.UID] = pod, node
 	annotated := c.annotatedLocked(pod)
 	if have, ok := c.owners[pod.UID]; ok && have.node == node && (annotated == nil || equalInts(annotated, have.gpus)) {
 		return
@@ -227,7 +247,7 @@ func (c *gpuCache) observePod(pod *v1.Pod) {
 	c.releaseLocked(pod.UID)
 	free, ok := c.cluster.FreeGPUs(node)
 	if !ok {
-		return // node not known yet; its upsert recounts owners
+		return // counted when the node arrives
 	}
 	gpus := annotated
 	for _, g := range gpus {
@@ -283,6 +303,13 @@ func (c *gpuCache) forgetPod(uid types.UID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.releaseLocked(uid)
+	if node, ok := c.podNode[uid]; ok {
+		delete(c.podNode, uid)
+		delete(c.podsOn[node], uid)
+		if len(c.podsOn[node]) == 0 {
+			delete(c.podsOn, node)
+		}
+	}
 }
 
 func (c *gpuCache) releaseLocked(uid types.UID) {

@@ -99,14 +99,16 @@ func TestReserveChoosesBridgedPairAndNearestNIC(t *testing.T) {
 // GPUs are held, whatever order the informer delivers things in.
 func TestRebuildFromAnnotations(t *testing.T) {
 	c := newGPUCache(levels, gpuRes)
-	c.observePod(gpuPod("early", "early", "n0", 2, "6:GPU-n0-6,7:GPU-n0-7")) // before the node: ignored
-	c.upsertNode(testNode("n0", "b0", "s0", 8))
-	c.upsertDevices(pairedDevices("n0"))
+	// The pod informer may deliver a pod before its node: it is counted once the node arrives.
 	c.observePod(gpuPod("early", "early", "n0", 2, "6:GPU-n0-6,7:GPU-n0-7"))
-	c.observePod(gpuPod("a", "a", "n0", 2, "2:GPU-n0-2,3:GPU-n0-3"))
-	c.observePod(gpuPod("noann", "noann", "n0", 1, "")) // bound elsewhere: counts, lowest free
+	c.upsertNode(testNode("n0", "b0", "s0", 8))
 	got, ok := c.cluster.FreeGPUs("n0")
 	require.True(t, ok)
+	require.Equal(t, []int{0, 1, 2, 3, 4, 5}, got)
+	c.upsertDevices(pairedDevices("n0"))
+	c.observePod(gpuPod("a", "a", "n0", 2, "2:GPU-n0-2,3:GPU-n0-3"))
+	c.observePod(gpuPod("noann", "noann", "n0", 1, "")) // bound elsewhere: counts, lowest free
+	got, _ = c.cluster.FreeGPUs("n0")
 	require.Equal(t, []int{1, 4, 5}, got)
 
 	// The annotation arriving later moves the unannotated pod to its real GPU.

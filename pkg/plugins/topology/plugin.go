@@ -192,7 +192,7 @@ func (p *Topology) onPod(o any, deleted bool) {
 }
 
 // PreFilter plans a gang on its first member's arrival and narrows every member to its node.
-func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
 	c := &cycle{gpus: podGPUs(pod, p.resource), nics: podGPUs(pod, p.nicRes)}
 	cs.Write(stateKey, c)
 	if c.gpus == 0 {
@@ -206,6 +206,11 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 		return nil, nil // a pod of its own: Filter and Score pick its node
 	}
 	c.gang = gang.Key.String()
+	if groupstate.PendingRecorded(cs) {
+		// An earlier PreFilter (queue or gang rules) already turned this gang away in this cycle
+		// and said why; planning now would only hold GPUs for a gang that is not going anywhere.
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
 	if node, ok := p.cache.placement(c.gang, pod.UID); ok {
 		c.node = node
 		return &framework.PreFilterResult{NodeNames: nodeSet(node)}, nil
@@ -217,14 +222,21 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 			reqs = append(reqs, memberReq{uid: m.Pod.UID, gpus: g, nics: podGPUs(m.Pod, p.nicRes)})
 		}
 	}
-	plan, err := p.cache.planGang(c.gang, reqs, p.policyOf(gang.TopologyPolicy), nil)
+	policy := p.policyOf(gang.TopologyPolicy)
+	plan, err := p.cache.planGang(c.gang, reqs, policy, p.excluded(pod, nodes))
 	if err != nil {
 		var unsched *topology.UnschedulableError
 		if errors.As(err, &unsched) {
 			// The planner's reason is the one a person can act on ("needs 40 GPUs (5 pods x 8) in
 			// one block; best block b1 has 32 free"): put it on the PodGroup before a generic one.
-			p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonTopologyUnsatisfiable, unsched.Reason)
-			return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, unsched.Reason)
+			// A Required level that no domain can satisfy is not for preemption to fix (its victim
+			// search does not know domains); a plain shortage of GPUs is.
+			if policy.Mode == topology.PolicyRequired {
+				p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonTopologyUnsatisfiable, unsched.Reason)
+				return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, unsched.Reason)
+			}
+			p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonUnschedulable, unsched.Reason)
+			return nil, fwk.NewStatus(fwk.Unschedulable, unsched.Reason)
 		}
 		return nil, fwk.AsStatus(err)
 	}
@@ -235,6 +247,28 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 	klog.FromContext(ctx).V(3).Info("planned gang", "gang", c.gang, "domain", plan.domain.Name, "members", len(reqs))
 	c.node = placed.Node
 	return &framework.PreFilterResult{NodeNames: nodeSet(placed.Node)}, nil
+}
+
+// excluded returns the nodes the gang must not be planned on: those the pod may not use at all
+// (its queue's nodeSelector, taints, node affinity, cordoned: the gang plugin's rules) and those
+// without the CPU and memory one member asks for. Members of one gang share their template in
+// practice, so the first member speaks for all; the real Filter plugins still check each one.
+func (p *Topology) excluded(pod *v1.Pod, nodes []fwk.NodeInfo) func(string) bool {
+	req := groupstate.PodRequests(pod)
+	out := make(map[string]bool)
+	for _, ni := range nodes {
+		n := ni.Node()
+		if n == nil {
+			continue
+		}
+		alloc, used := ni.GetAllocatable(), ni.GetRequested()
+		if !p.groups.Eligible(pod, n) ||
+			alloc.GetMilliCPU()-used.GetMilliCPU() < req[v1.ResourceCPU] ||
+			alloc.GetMemory()-used.GetMemory() < req[v1.ResourceMemory] {
+			out[n.Name] = true
+		}
+	}
+	return func(name string) bool { return out[name] }
 }
 
 // policyOf maps the PodGroup's policy to the planner's; unset is None.

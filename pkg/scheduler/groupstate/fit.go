@@ -61,8 +61,16 @@ func (s *State) NewFitter(nodes []fwk.NodeInfo, gone func(*v1.Pod) bool) *Fitter
 	return f
 }
 
-// eligible says whether pod may run on n at all, and if not, why (a short phrase for counting).
-func (f *Fitter) eligible(pod *v1.Pod, q *QueueInfo, n *v1.Node) (bool, string) {
+// Eligible says whether pod may run on n at all by the rules the Fitter applies (unschedulable,
+// its queue's nodeSelector, taints, required node affinity), so that other plugins planning for the
+// pod (the topology planner) leave out the same nodes.
+func (s *State) Eligible(pod *v1.Pod, n *v1.Node) bool {
+	ok, _ := eligibleOn(pod, s.queueFor(pod), n)
+	return ok
+}
+
+// eligibleOn says whether pod may run on n at all, and if not, why (a short phrase for counting).
+func eligibleOn(pod *v1.Pod, q *QueueInfo, n *v1.Node) (bool, string) {
 	if n.Spec.Unschedulable {
 		return false, "unschedulable"
 	}
@@ -105,7 +113,7 @@ func (f *Fitter) Place(m Member) (string, string) {
 	eligible := 0
 	maxFree := Res{}
 	for _, r := range f.nodes {
-		if ok, why := f.eligible(m.Pod, q, r.node); !ok {
+		if ok, why := eligibleOn(m.Pod, q, r.node); !ok {
 			excluded[why]++
 			continue
 		}
