@@ -15,14 +15,19 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
 	"github.com/tensorstack/t9k/pkg/controlplane"
+	"github.com/tensorstack/t9k/pkg/device/publisher"
 	"github.com/tensorstack/t9k/pkg/localcluster"
 )
 
@@ -43,6 +48,7 @@ type harness struct {
 	opts       Options
 	root       string
 	binDir     string
+	cfg        *rest.Config
 	client     kubernetes.Interface
 	dyn        dynamic.Interface
 	kubeconfig string
@@ -124,6 +130,7 @@ func Measure(ctx context.Context, opts Options) (*Report, error) {
 	if h.dyn, err = dynamic.NewForConfig(&cfg); err != nil {
 		return nil, err
 	}
+	h.cfg = &cfg
 	h.kubeconfig = filepath.Join(opts.WorkDir, "kubeconfig")
 	if err := cp.WriteKubeconfig(h.kubeconfig); err != nil {
 		return nil, err
@@ -181,7 +188,30 @@ func (h *harness) createNodes(ctx context.Context, n int) error {
 	}
 	wg.Wait()
 	close(errs)
-	return <-errs
+	if err := <-errs; err != nil {
+		return err
+	}
+	// NodeDevices as the device-agent publishes them (DGX H100 each), so t9k-scheduler chooses
+	// GPUs by interconnect as it would on a real cluster.
+	c, err := client.New(h.cfg, client.Options{})
+	if err != nil {
+		return err
+	}
+	if err := devicev1beta1.AddToScheme(c.Scheme()); err != nil {
+		return err
+	}
+	sim := &publisher.Simulator{
+		Publisher:      &publisher.Publisher{Client: c},
+		Selector:       labels.SelectorFromSet(labels.Set{localcluster.LabelSimulated: "true"}),
+		DefaultFixture: spec.Machine.Fixture,
+		SysfsDir:       filepath.Join(h.opts.WorkDir, "sysfs"),
+	}
+	st, err := sim.SyncOnce(ctx)
+	if err != nil {
+		return fmt.Errorf("publishing NodeDevices: %w", err)
+	}
+	h.logf("published NodeDevices for %d nodes", st.Created+st.Updated+st.Unchanged)
+	return nil
 }
 
 // runOne measures one workload under one scheduler in its own namespace.
