@@ -49,7 +49,8 @@ type gangPlan struct {
 // node's GPU interconnect, which pod holds which GPUs, and the live gang plans. It is fed by
 // informers (nodes, NodeDevices, pods) and by the plugin's Reserve/Unreserve. All methods lock.
 type gpuCache struct {
-	mu       sync.Mutex
+	// mu is a RWMutex because Filter and Score run for many nodes in parallel and only read.
+	mu       sync.RWMutex
 	resource v1.ResourceName
 	cluster  *topology.Cluster
 	nodes    map[string]*nodeState
@@ -358,24 +359,24 @@ func (c *gpuCache) reserve(pod *v1.Pod, node string, want, wantNICs int) (alloca
 
 // held returns the GPUs a pod holds.
 func (c *gpuCache) held(uid types.UID) (allocation, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	a, ok := c.owners[uid]
 	return a, ok
 }
 
 // freeOn returns the node's free GPU count, false for a node the cache does not know.
 func (c *gpuCache) freeOn(node string) (int, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	free, ok := c.cluster.FreeGPUs(node)
 	return len(free), ok
 }
 
 // score rates the best set of want GPUs the node can offer now (0 when it cannot).
 func (c *gpuCache) score(node string, want, wantNICs int) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	st := c.nodes[node]
 	free, ok := c.cluster.FreeGPUs(node)
 	if st == nil || !ok || len(free) < want || st.topo == nil {
@@ -390,8 +391,8 @@ func (c *gpuCache) score(node string, want, wantNICs int) int64 {
 
 // describe renders an allocation for the pod annotations: "0:GPU-…,3:GPU-…" and NIC names.
 func (c *gpuCache) describe(a allocation) (gpus, nics string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	st := c.nodes[a.node]
 	refs := make([]devicev1beta1.GPURef, len(a.gpus))
 	for i, pos := range a.gpus {

@@ -65,8 +65,8 @@ func (c *gpuCache) planGang(key string, members []memberReq, policy topology.Pol
 // placement returns the planned node of a member, if its gang has a live plan that still holds
 // its GPUs (or it already reserved them).
 func (c *gpuCache) placement(key string, uid types.UID) (string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	gp := c.plans[key]
 	if gp == nil {
 		return "", false
