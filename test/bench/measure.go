@@ -43,6 +43,10 @@ func (r *recorder) observe(p *corev1.Pod) {
 	}
 	now := time.Now()
 	r.mu.Lock()
+	if _, ours := r.jobOf[p.Name]; !ours {
+		r.mu.Unlock()
+		return // e.g. the readiness probe pod, if the informer still lists it
+	}
 	if _, seen := r.bound[p.Name]; !seen {
 		r.bound[p.Name], r.nodeOf[p.Name] = now, p.Spec.NodeName
 	}
