@@ -151,11 +151,13 @@ func (c *Cluster) PrintPlacement(ctx context.Context, w io.Writer) error {
 		}
 		r.bound++
 		r.nodes[p.Spec.NodeName] = true
-		r.blocks[nodeLabels[p.Spec.NodeName][LabelBlock]] = true
-		r.spines[nodeLabels[p.Spec.NodeName][LabelSpine]] = true
 		refs, _ := devicev1beta1.ParseGPUAnnotation(p.Annotations[devicev1beta1.AnnotationGPUs])
 		r.gpusPerPod[len(refs)]++
 		if len(refs) > 0 {
+			// Blocks and spines of the GPU pods: the ones topology placement is about (a CPU-only
+			// launcher may sit anywhere).
+			r.blocks[nodeLabels[p.Spec.NodeName][LabelBlock]] = true
+			r.spines[nodeLabels[p.Spec.NodeName][LabelSpine]] = true
 			r.interconnect[interconnect(devices[p.Spec.NodeName], refs)]++
 		}
 	}
@@ -165,7 +167,7 @@ func (c *Cluster) PrintPlacement(ctx context.Context, w io.Writer) error {
 	}
 	sort.Strings(keys)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tQUEUE\tBOUND\tPHASES\tNODES\tBLOCKS\tSPINES\tGPUS/POD\tINTERCONNECT")
+	fmt.Fprintln(tw, "JOB\tQUEUE\tBOUND\tPHASES\tNODES\tGPU BLOCKS\tGPU SPINES\tGPUS/POD\tINTERCONNECT")
 	for _, k := range keys {
 		r := rows[k]
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\t%s\n", r.job, r.queue, r.bound, r.pods, counts(r.phases),
