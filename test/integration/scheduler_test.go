@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +20,9 @@ import (
 	"github.com/tensorstack/t9k/pkg/scheduler"
 )
 
-// startScheduler runs t9k-scheduler's code in this process with the shipped default profile.
-func startScheduler(t *testing.T, cp *controlplane.ControlPlane) {
+// startScheduler runs t9k-scheduler's code in this process with the shipped default profile. The
+// returned function stops it (as a restart would); otherwise it stops when the test ends.
+func startScheduler(t *testing.T, cp *controlplane.ControlPlane) (stop func()) {
 	t.Helper()
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
@@ -42,14 +44,19 @@ func startScheduler(t *testing.T, cp *controlplane.ControlPlane) {
 		}
 		close(exited)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			t.Error("scheduler did not stop within 30s")
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+				t.Error("scheduler did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // readyNode is a Node as a kubelet would register it: Ready, with GPU capacity.

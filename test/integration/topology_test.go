@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -95,7 +96,7 @@ func TestTopologyWholeGangPlacement(t *testing.T) {
 	e := newTopoEnv(t)
 	// block-0 (spine-0) loses half a node: it has 3 whole nodes left; blocks 1, 2, 3 are free.
 	e.occupy("s0-b0-n0", 4)
-	startScheduler(t, e.cp)
+	stop := startScheduler(t, e.cp)
 
 	// 5 × 8 GPUs Required in one block fits the cluster but no block (4 nodes each): it stays
 	// pending with the planner's reason and holds nothing; removing it frees the way for the rest.
@@ -134,5 +135,25 @@ func TestTopologyWholeGangPlacement(t *testing.T) {
 	e.waitBound("default", "small", 4, 90*time.Second)
 	blocks, _ = e.placement("small", 4)
 	require.Equal(t, map[string]bool{"block-0": true}, blocks)
+
+	// A restarted scheduler rebuilds which GPUs are taken from the pods' annotations: a new gang
+	// gets only GPUs no running pod holds.
+	stop()
+	startScheduler(t, e.cp)
+	e.gang("default", "after", "default", 2, 2, 2, nil)
+	e.waitBound("default", "after", 2, 90*time.Second)
+	e.placement("after", 2)
+	pods, err := e.kc.CoreV1().Pods("default").List(e.ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	held := map[string]string{}
+	for _, p := range pods.Items {
+		refs, err := devicev1beta1.ParseGPUAnnotation(p.Annotations[devicev1beta1.AnnotationGPUs])
+		require.NoError(t, err)
+		for _, r := range refs {
+			key := fmt.Sprintf("%s/%d", p.Spec.NodeName, r.Index)
+			require.Empty(t, held[key], "GPU %s given to both %s and %s", key, held[key], p.Name)
+			held[key] = p.Name
+		}
+	}
 
 }
