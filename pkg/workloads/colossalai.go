@@ -28,19 +28,9 @@ func (j colossalaiJob) GVK() schema.GroupVersionKind {
 func (j colossalaiJob) Common() *batch.CommonJobSpec { return &j.Spec.CommonJobSpec }
 func (j colossalaiJob) Status() *batch.JobStatus     { return &j.ColossalAIJob.Status }
 
-func (j colossalaiJob) DebugCommand(t string) []string {
-	if t == "worker" {
-		return sshdCommand(j.sshdPath())
-	}
-	return nil
-}
+func (j colossalaiJob) DebugCommand(t string) []string { return sshWorkerDebugCommand(t, j.sshdPath()) }
 
-func (j colossalaiJob) RunPolicy() RunPolicy {
-	if j.Spec.RunPolicy != nil && j.Spec.RunPolicy.CleanUpWorkers {
-		return RunPolicy{CleanUpTypes: []string{"worker"}}
-	}
-	return RunPolicy{}
-}
+func (j colossalaiJob) RunPolicy() RunPolicy { return cleanUpWorkersPolicy(j.Spec.RunPolicy) }
 
 func (j colossalaiJob) sshdPath() string {
 	if j.Spec.SSH != nil {

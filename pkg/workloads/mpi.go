@@ -28,19 +28,9 @@ func (j mpiJob) Common() *batch.CommonJobSpec { return &j.Spec.CommonJobSpec }
 func (j mpiJob) Status() *batch.JobStatus     { return &j.MPIJob.Status }
 
 // DebugCommand: the launcher sleeps, workers keep sshd so that mpirun can be run by hand.
-func (j mpiJob) DebugCommand(t string) []string {
-	if t == "worker" {
-		return sshdCommand(j.sshdPath())
-	}
-	return nil
-}
+func (j mpiJob) DebugCommand(t string) []string { return sshWorkerDebugCommand(t, j.sshdPath()) }
 
-func (j mpiJob) RunPolicy() RunPolicy {
-	if j.Spec.RunPolicy != nil && j.Spec.RunPolicy.CleanUpWorkers {
-		return RunPolicy{CleanUpTypes: []string{"worker"}}
-	}
-	return RunPolicy{}
-}
+func (j mpiJob) RunPolicy() RunPolicy { return cleanUpWorkersPolicy(j.Spec.RunPolicy) }
 
 func (j mpiJob) sshdPath() string {
 	if j.Spec.SSH != nil {

@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"golang.org/x/crypto/ssh"
+
+	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
 )
 
 // What the ssh-based kinds (MPI, ColossalAI, DeepSpeed) share: a per-job key pair in a Secret,
@@ -143,4 +145,22 @@ func derivedLauncher(worker *corev1.PodTemplateSpec, workerMain string) *corev1.
 	t.Spec.NodeSelector = worker.Spec.NodeSelector
 	t.Spec.Tolerations = worker.Spec.Tolerations
 	return t
+}
+
+// sshWorkerDebugCommand is the debug command of the launcher kinds (MPI, ColossalAI): workers keep
+// sshd so that the launcher's command can be run by hand; other types use their debug default.
+func sshWorkerDebugCommand(replicaType, sshdPath string) []string {
+	if replicaType == "worker" {
+		return sshdCommand(sshdPath)
+	}
+	return nil
+}
+
+// cleanUpWorkersPolicy is runPolicy.cleanUpWorkers of the launcher kinds: the launcher decides, and
+// the workers are removed once it has.
+func cleanUpWorkersPolicy(rp *batch.WorkerRunPolicy) RunPolicy {
+	if rp != nil && rp.CleanUpWorkers {
+		return RunPolicy{CleanUpTypes: []string{"worker"}}
+	}
+	return RunPolicy{}
 }
