@@ -28,9 +28,10 @@ func main() {
 func run() error {
 	spec := localcluster.DefaultSpec()
 	root, _ := controlplane.ModuleRoot()
+	defaultBin, _ := controlplane.BinDir()
 	var (
 		dir       = flag.String("dir", ".t9k-local", "Directory for the kubeconfig, configs and logs.")
-		binDir    = flag.String("bin-dir", filepath.Join(root, "bin"), "Directory with kube-apiserver, etcd, kwok and the t9k binaries.")
+		binDir    = flag.String("bin-dir", defaultBin, "Directory with kube-apiserver, etcd, kwok and the t9k binaries.")
 		schedCfg  = flag.String("scheduler-config", filepath.Join(root, "manifests", "scheduler", "t9k-scheduler.yaml"), "KubeSchedulerConfiguration for t9k-scheduler.")
 		crdDir    = flag.String("crd-dir", "", "CRDs to install (default: manifests/crd of this repository).")
 		noAgent   = flag.Bool("no-device-agent", false, "Do not start the device-agent.")

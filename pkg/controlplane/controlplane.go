@@ -48,15 +48,12 @@ type ControlPlane struct {
 func Start(opts Options) (*ControlPlane, error) {
 	binDir := opts.BinDir
 	if binDir == "" {
-		binDir = os.Getenv(EnvBinDir)
+		var err error
+		if binDir, err = BinDir(); err != nil {
+			return nil, err
+		}
 	}
 	root, rootErr := ModuleRoot()
-	if binDir == "" {
-		if rootErr != nil {
-			return nil, fmt.Errorf("cannot find bin dir: set %s: %w", EnvBinDir, rootErr)
-		}
-		binDir = filepath.Join(root, "bin")
-	}
 	for _, b := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s: run `make tools` first", b, binDir)
@@ -146,6 +143,18 @@ func (c *ControlPlane) WriteKubeconfig(path string) error {
 		return err
 	}
 	return os.WriteFile(path, data, 0o600)
+}
+
+// BinDir is where the built tools and binaries are: $T9K_BIN_DIR, else <module root>/bin.
+func BinDir() (string, error) {
+	if d := os.Getenv(EnvBinDir); d != "" {
+		return d, nil
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", fmt.Errorf("cannot find bin dir: set %s: %w", EnvBinDir, err)
+	}
+	return filepath.Join(root, "bin"), nil
 }
 
 // ModuleRoot walks up from the working directory to the directory holding go.mod.

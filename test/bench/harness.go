@@ -86,7 +86,9 @@ func Measure(ctx context.Context, opts Options) (*Report, error) {
 	}
 	h := &harness{opts: opts, root: root, binDir: opts.BinDir}
 	if h.binDir == "" {
-		h.binDir = filepath.Join(root, "bin")
+		if h.binDir, err = controlplane.BinDir(); err != nil {
+			return nil, err
+		}
 	}
 	workloads, names, err := loadWorkloads()
 	if err != nil {

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -315,7 +316,7 @@ func (e *gangEnv) waitEvent(ns, group, reason string, parts ...string) string {
 
 // schedulerExtraArgs lets a run raise the scheduler's log level: T9K_SCHEDULER_V=5.
 func schedulerExtraArgs() []string {
-	if v := getenv("T9K_SCHEDULER_V"); v != "" {
+	if v := os.Getenv("T9K_SCHEDULER_V"); v != "" {
 		return []string{"--v=" + v}
 	}
 	return nil

@@ -76,12 +76,9 @@ func TestLocalClusterRunsPod(t *testing.T) {
 
 func binDir(t *testing.T) string {
 	t.Helper()
-	if d := getenv(controlplane.EnvBinDir); d != "" {
-		return d
-	}
-	root, err := controlplane.ModuleRoot()
+	d, err := controlplane.BinDir()
 	require.NoError(t, err)
-	return root + "/bin"
+	return d
 }
 
 // testWriter sends progress lines to the test log.

@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"os"
 	"testing"
 
 	"github.com/tensorstack/t9k/pkg/controlplane"
@@ -24,5 +23,3 @@ func startControlPlane(t *testing.T) *controlplane.ControlPlane {
 	})
 	return cp
 }
-
-func getenv(k string) string { return os.Getenv(k) }

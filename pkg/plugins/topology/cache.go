@@ -182,7 +182,7 @@ func (c *gpuCache) syncNodeLocked(name string, st *nodeState) {
 		}
 	}
 	_ = c.cluster.SetNode(topology.NodeSpec{
-		Name: name, Labels: st.node.Labels, Topology: topo, GPUCount: n, UsedGPUs: dedupe(used),
+		Name: name, Labels: st.node.Labels, Topology: topo, GPUCount: n, UsedGPUs: used,
 	})
 	for _, pod := range c.podsOn[name] {
 		c.observePodLocked(pod)
