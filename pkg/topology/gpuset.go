@@ -132,6 +132,12 @@ func NewGPUTopology(spec GPUTopologySpec) (*GPUTopology, error) {
 	return t, nil
 }
 
+// PairLevel is the PCIe level between GPUs i and j of spec as NewGPUTopology reads it: the closer
+// of the two GPUs' reports, else NODE or SYS by NUMA node.
+func PairLevel(spec GPUTopologySpec, i, j int) PCIeLevel {
+	return gpuPairLevel(spec.GPUs[i], spec.GPUs[j], i, j)
+}
+
 func gpuPairLevel(a, b GPUSpec, i, j int) PCIeLevel {
 	// Take the closer of the two reports so the matrix is symmetric.
 	la, lb := PCIeUnknown, PCIeUnknown
