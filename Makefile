@@ -91,12 +91,13 @@ test: build tools verify-generate lint
 
 ## bench: Go benchmarks, then the schedulers side by side (BENCH_NODES=5000 for the big run)
 BENCH_NODES ?= 500
+BENCH_OUT ?= docs/bench/$(BENCH_NODES)-nodes
 .PHONY: bench bench-go bench-schedulers
 bench: bench-go bench-schedulers
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 bench-schedulers: build tools
-	T9K_BIN_DIR=$(BIN) $(GO) run ./test/bench --nodes $(BENCH_NODES) --out docs/bench
+	T9K_BIN_DIR=$(BIN) $(GO) run ./test/bench --nodes $(BENCH_NODES) --out $(BENCH_OUT)
 
 ## demo: the local simulated GPU cluster with all three binaries (Ctrl-C to stop)
 .PHONY: demo

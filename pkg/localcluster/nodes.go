@@ -39,6 +39,12 @@ type Machine struct {
 // DGXH100 is the default machine: 8× H100 SXM on NVSwitch, 2×56-core CPUs, 2 TiB.
 var DGXH100 = Machine{Fixture: "dgx-h100", Product: "NVIDIA-H100-80GB-HBM3", GPUs: 8, CPU: "224", Memory: "2Ti", MemoryMB: 81559}
 
+// PCIeA100Bridged is 8× A100 80GB PCIe joined in pairs by NVLink bridges, 2×32-core CPUs, 1 TiB.
+var PCIeA100Bridged = Machine{Fixture: "pcie-a100-bridged", Product: "NVIDIA-A100-80GB-PCIe", GPUs: 8, CPU: "128", Memory: "1Ti", MemoryMB: 81920}
+
+// PCIeL40S is 8× L40S, two per PCIe switch and no NVLink, 2×48-core CPUs, 1 TiB.
+var PCIeL40S = Machine{Fixture: "pcie-l40s", Product: "NVIDIA-L40S", GPUs: 8, CPU: "192", Memory: "1Ti", MemoryMB: 46068}
+
 // Spec is the shape of the simulated cluster: spines × blocks per spine × nodes per block.
 type Spec struct {
 	Zone           string
@@ -46,6 +52,17 @@ type Spec struct {
 	BlocksPerSpine int
 	NodesPerBlock  int
 	Machine        Machine
+	// BlockMachines, when set, makes a mixed cluster: the nodes of block b (numbered across the
+	// cluster) are BlockMachines[b % len]. Machine is then unused.
+	BlockMachines []Machine
+}
+
+// MachineOf is the machine of block b.
+func (s Spec) MachineOf(block int) Machine {
+	if len(s.BlockMachines) > 0 {
+		return s.BlockMachines[block%len(s.BlockMachines)]
+	}
+	return s.Machine
 }
 
 // DefaultSpec is 2 spines × 2 blocks × 4 nodes × 8 GPUs = 16 nodes, 128 GPUs.
@@ -58,12 +75,18 @@ func (s Spec) Validate() error {
 	if s.Spines < 1 || s.BlocksPerSpine < 1 || s.NodesPerBlock < 1 {
 		return fmt.Errorf("cluster shape %dx%dx%d: every level needs at least 1", s.Spines, s.BlocksPerSpine, s.NodesPerBlock)
 	}
-	if s.Machine.GPUs < 0 {
-		return fmt.Errorf("gpus per node must not be negative, got %d", s.Machine.GPUs)
+	machines := s.BlockMachines
+	if len(machines) == 0 {
+		machines = []Machine{s.Machine}
 	}
-	for _, q := range []string{s.Machine.CPU, s.Machine.Memory} {
-		if _, err := resource.ParseQuantity(q); err != nil {
-			return fmt.Errorf("machine quantity %q: %w", q, err)
+	for _, m := range machines {
+		if m.GPUs < 0 {
+			return fmt.Errorf("gpus per node must not be negative, got %d", m.GPUs)
+		}
+		for _, q := range []string{m.CPU, m.Memory} {
+			if _, err := resource.ParseQuantity(q); err != nil {
+				return fmt.Errorf("machine quantity %q: %w", q, err)
+			}
 		}
 	}
 	return nil
@@ -76,10 +99,10 @@ func (s Spec) NodeCount() int { return s.Spines * s.BlocksPerSpine * s.NodesPerB
 // across the cluster so a block name is unique on its own.
 func (s Spec) Nodes() []*corev1.Node {
 	nodes := make([]*corev1.Node, 0, s.NodeCount())
-	m := s.Machine
 	for sp := 0; sp < s.Spines; sp++ {
 		for b := 0; b < s.BlocksPerSpine; b++ {
 			block := sp*s.BlocksPerSpine + b
+			m := s.MachineOf(block)
 			for n := 0; n < s.NodesPerBlock; n++ {
 				name := fmt.Sprintf("s%d-b%d-n%d", sp, block, n)
 				capacity := corev1.ResourceList{

@@ -19,28 +19,59 @@ func TestSmoke(t *testing.T) {
 		t.Skip("starts a control plane and four schedulers")
 	}
 	var log bytes.Buffer
-	rep, err := Measure(context.Background(), Options{Nodes: 32, Log: &log, WorkDir: t.TempDir()})
+	oneRound := 1
+	rep, err := Measure(context.Background(), Options{Nodes: 32, Log: &log, WorkDir: t.TempDir(), StreamRounds: &oneRound})
 	require.NoError(t, err, log.String())
 
 	workloads, names, err := loadWorkloads()
 	require.NoError(t, err)
-	require.Len(t, rep.Runs, len(names)*len(allSchedulers()))
-	for _, run := range rep.Runs {
-		want := 0
-		for _, j := range workloads[run.Workload].Jobs(rep.GPUs) {
-			want += j.Pods
+	wantRuns := 0
+	for _, n := range names {
+		for _, s := range allSchedulers() {
+			if workloads[n].Stream == nil || !s.Ceiling {
+				wantRuns++
+			}
 		}
-		require.Positive(t, want, "workload %s expands to no pods at %d GPUs", run.Workload, rep.GPUs)
-		require.Equal(t, want, run.Pods, "%s/%s pods", run.Workload, run.Scheduler)
-		require.True(t, run.Complete, "%s/%s bound %d of %d\n%s", run.Workload, run.Scheduler, run.Bound, run.Pods, log.String())
-		require.Equal(t, run.Pods, run.Bound)
+	}
+	require.Len(t, rep.Runs, wantRuns)
+	streams := 0
+	for _, run := range rep.Runs {
+		w := workloads[run.Workload]
+		require.NotNil(t, run.Interconnect, "%s/%s", run.Workload, run.Scheduler)
+		require.Zero(t, run.Interconnect.Conflicts, "%s/%s gave a GPU to two live pods", run.Workload, run.Scheduler)
 		require.Positive(t, run.PodsPerSecond.Avg)
 		require.NotEmpty(t, run.BoundOverTime)
 		require.Equal(t, float64(run.Bound), run.BoundOverTime[len(run.BoundOverTime)-1], "cumulative series ends at the bound count")
 		if run.Scheduler != "noop-binder" {
 			require.Positive(t, run.PeakRSSMiB, "%s: peak RSS read from /proc", run.Scheduler)
 		}
+		if w.Stream != nil {
+			// Saturating: not everything binds; every settled state is sampled and consistent.
+			streams++
+			st := run.Saturation
+			require.NotNil(t, st, "%s/%s", run.Workload, run.Scheduler)
+			require.Len(t, st.Samples, 1+oneRound)
+			require.Positive(t, st.JobsSubmitted)
+			require.Positive(t, st.JobsFinished, "%s/%s: a round finishes running jobs", run.Workload, run.Scheduler)
+			for _, smp := range st.Samples {
+				require.Greater(t, smp.Allocated, 0.0)
+				require.LessOrEqual(t, smp.Allocated, 1.0)
+				require.LessOrEqual(t, smp.Useful, smp.Allocated)
+			}
+			require.Positive(t, run.Interconnect.Pods, "%s/%s: the stream has 2- and 4-GPU pods", run.Workload, run.Scheduler)
+			require.NotEmpty(t, run.AllocationOverTime)
+			continue
+		}
+		want := 0
+		for _, j := range w.Jobs(rep.GPUs) {
+			want += j.Pods
+		}
+		require.Positive(t, want, "workload %s expands to no pods at %d GPUs", run.Workload, rep.GPUs)
+		require.Equal(t, want, run.Pods, "%s/%s pods", run.Workload, run.Scheduler)
+		require.True(t, run.Complete, "%s/%s bound %d of %d\n%s", run.Workload, run.Scheduler, run.Bound, run.Pods, log.String())
+		require.Equal(t, run.Pods, run.Bound)
 	}
+	require.Positive(t, streams, "a stream workload ran")
 
 	data, err := json.Marshal(rep)
 	require.NoError(t, err)

@@ -18,8 +18,9 @@ var schedulerColors = map[string]color.RGBA{
 	"t9k-scheduler":  {R: 44, G: 160, B: 44, A: 255},
 }
 
-// writeCharts draws, per workload, the cumulative number of bound pods against seconds since the
-// first pod was created, one line per scheduler. Returns the files written.
+// writeCharts draws, per workload, the cumulative number of bound pods (for a stream: the share of
+// GPUs allocated) against seconds since the first pod was created, one line per scheduler.
+// Returns the files written.
 func (r *Report) writeCharts(dir string) ([]string, error) {
 	byWorkload := map[string][]Run{}
 	var order []string
@@ -35,11 +36,21 @@ func (r *Report) writeCharts(dir string) ([]string, error) {
 		p.Title.Text = fmt.Sprintf("%s: pods bound over time (%d nodes, %d GPUs)", wl, r.Nodes, r.GPUs)
 		p.X.Label.Text = "seconds since the first pod was created"
 		p.Y.Label.Text = "pods bound"
+		stream := byWorkload[wl][0].Saturation != nil
+		if stream {
+			// A stream's pods come and go: show the share of GPUs held instead.
+			p.Title.Text = fmt.Sprintf("%s: GPUs allocated over time (%d nodes, %d GPUs)", wl, r.Nodes, r.GPUs)
+			p.Y.Label.Text = "GPUs allocated (%)"
+		}
 		p.Add(plotter.NewGrid())
 		p.Legend.Top, p.Legend.Left = false, false
 		for _, run := range byWorkload[wl] {
-			pts := make(plotter.XYs, len(run.BoundOverTime)+1)
-			for i, v := range run.BoundOverTime {
+			series, label := run.BoundOverTime, fmt.Sprintf("%s (%.0f pods/s)", run.Scheduler, run.PodsPerSecond.Avg)
+			if stream {
+				series, label = run.AllocationOverTime, fmt.Sprintf("%s (%.1f%% at saturation)", run.Scheduler, 100*run.Saturation.GPUAllocation)
+			}
+			pts := make(plotter.XYs, len(series)+1)
+			for i, v := range series {
 				pts[i+1] = plotter.XY{X: float64(i+1) * chartStep, Y: v}
 			}
 			line, err := plotter.NewLine(pts)
@@ -49,7 +60,7 @@ func (r *Report) writeCharts(dir string) ([]string, error) {
 			line.Color = schedulerColors[run.Scheduler]
 			line.Width = vg.Points(2)
 			p.Add(line)
-			p.Legend.Add(fmt.Sprintf("%s (%.0f pods/s)", run.Scheduler, run.PodsPerSecond.Avg), line)
+			p.Legend.Add(label, line)
 		}
 		path := filepath.Join(dir, wl+".png")
 		if err := p.Save(8*vg.Inch, 4.5*vg.Inch, path); err != nil {

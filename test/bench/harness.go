@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,8 @@ type Options struct {
 	// StallTimeout ends a run when no pod has bound for this long (a gang scheduler that cannot
 	// place the rest); the run is reported incomplete.
 	StallTimeout time.Duration
+	// StreamRounds, when set, overrides the rounds of stream workloads (the smoke test runs one).
+	StreamRounds *int
 	BinDir       string
 	Log          io.Writer
 	WorkDir      string
@@ -55,6 +58,8 @@ type harness struct {
 	nodeNames  []string
 	nodeLabels map[string]map[string]string
 	totalGPUs  int
+	// machines holds each node's GPU topology (read back from its NodeDevices) for scoring GPU sets.
+	machines map[string]*machine
 	// Shape of the node layout, for placement quality.
 	gpusPerNode, nodesPerBlock, blocksPerSpine int
 }
@@ -141,15 +146,21 @@ func Measure(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 
-	rep := &Report{Nodes: len(h.nodeNames), GPUs: h.totalGPUs, Started: time.Now().UTC()}
+	rep := &Report{Nodes: len(h.nodeNames), GPUs: h.totalGPUs, Started: time.Now().UTC(), Descriptions: map[string]string{},
+		Layout: fmt.Sprintf("Nodes: %d per block, %d blocks per spine; the blocks cycle through %s (8 GPUs each).",
+			h.nodesPerBlock, h.blocksPerSpine, h.machineMix())}
 	for _, wname := range names {
 		w, ok := workloads[wname]
 		if !ok {
 			return nil, fmt.Errorf("unknown workload %q", wname)
 		}
-		jobs := w.Jobs(h.totalGPUs)
+		rep.Descriptions[wname] = w.Description
 		for _, s := range scheds {
-			r, err := h.runOne(ctx, w, jobs, s)
+			if w.Stream != nil && s.Ceiling {
+				h.logf("%s / %s: skipped (binds without fitting, so it has no saturation)", w.Name, s.Name)
+				continue
+			}
+			r, err := h.runOne(ctx, w, s)
 			if err != nil {
 				return nil, fmt.Errorf("%s under %s: %w", w.Name, s.Name, err)
 			}
@@ -159,15 +170,21 @@ func Measure(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
+// benchMachines is the bench cluster's mix, one machine per block in turn: half NVSwitch DGX H100
+// (where any GPU set is equally good), a quarter PCIe A100 with NVLink bridges in pairs and a
+// quarter PCIe L40S (where the GPU set on a node decides the interconnect a job gets).
+var benchMachines = []localcluster.Machine{localcluster.DGXH100, localcluster.PCIeA100Bridged, localcluster.DGXH100, localcluster.PCIeL40S}
+
 // createNodes registers plain Ready nodes with GPUs and topology labels (no kubelet: binding is
-// all a scheduler benchmark needs).
+// all a scheduler benchmark needs) and publishes their NodeDevices.
 func (h *harness) createNodes(ctx context.Context, n int) error {
 	spec := localcluster.DefaultSpec()
 	spec.NodesPerBlock, spec.BlocksPerSpine = 16, 4
 	spec.Spines = (n + 63) / 64
+	spec.BlockMachines = benchMachines
 	all := spec.Nodes()[:n]
-	h.gpusPerNode, h.nodesPerBlock, h.blocksPerSpine = spec.Machine.GPUs, spec.NodesPerBlock, spec.BlocksPerSpine
-	h.logf("creating %d nodes (%d per block, %d blocks per spine)", n, spec.NodesPerBlock, spec.BlocksPerSpine)
+	h.gpusPerNode, h.nodesPerBlock, h.blocksPerSpine = benchMachines[0].GPUs, spec.NodesPerBlock, spec.BlocksPerSpine
+	h.logf("creating %d nodes (%d per block, %d blocks per spine; blocks cycle through %s)", n, spec.NodesPerBlock, spec.BlocksPerSpine, h.machineMix())
 	h.nodeLabels = map[string]map[string]string{}
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
@@ -193,8 +210,8 @@ func (h *harness) createNodes(ctx context.Context, n int) error {
 	if err := <-errs; err != nil {
 		return err
 	}
-	// NodeDevices as the device-agent publishes them (DGX H100 each), so t9k-scheduler chooses
-	// GPUs by interconnect as it would on a real cluster.
+	// NodeDevices as the device-agent publishes them, so t9k-scheduler chooses GPUs by
+	// interconnect as it would on a real cluster.
 	c, err := client.New(h.cfg, client.Options{})
 	if err != nil {
 		return err
@@ -205,7 +222,7 @@ func (h *harness) createNodes(ctx context.Context, n int) error {
 	sim := &publisher.Simulator{
 		Publisher:      &publisher.Publisher{Client: c},
 		Selector:       labels.SelectorFromSet(labels.Set{localcluster.LabelSimulated: "true"}),
-		DefaultFixture: spec.Machine.Fixture,
+		DefaultFixture: benchMachines[0].Fixture,
 		SysfsDir:       filepath.Join(h.opts.WorkDir, "sysfs"),
 	}
 	st, err := sim.SyncOnce(ctx)
@@ -213,11 +230,19 @@ func (h *harness) createNodes(ctx context.Context, n int) error {
 		return fmt.Errorf("publishing NodeDevices: %w", err)
 	}
 	h.logf("published NodeDevices for %d nodes", st.Created+st.Updated+st.Unchanged)
-	return nil
+	return h.loadMachines(ctx, c)
+}
+
+func (h *harness) machineMix() string {
+	var names []string
+	for _, m := range benchMachines {
+		names = append(names, m.Fixture)
+	}
+	return strings.Join(names, ", ")
 }
 
 // runOne measures one workload under one scheduler in its own namespace.
-func (h *harness) runOne(ctx context.Context, w Workload, jobs []Job, s schedulerUnderTest) (*Run, error) {
+func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest) (*Run, error) {
 	ns := fmt.Sprintf("%s-%s", w.Name, s.Name)
 	dir := filepath.Join(h.opts.WorkDir, ns)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -231,11 +256,6 @@ func (h *harness) runOne(ctx context.Context, w Workload, jobs []Job, s schedule
 			return nil, err
 		}
 	}
-	pods := 0
-	for _, j := range jobs {
-		pods += j.Pods
-	}
-	h.logf("%s / %s: %d jobs, %d pods", w.Name, s.Name, len(jobs), pods)
 
 	rs, err := s.start(ctx, h, dir)
 	if err != nil {
@@ -269,22 +289,56 @@ func (h *harness) runOne(ctx context.Context, w Workload, jobs []Job, s schedule
 	factory.WaitForCacheSync(informerCtx.Done())
 
 	start := time.Now()
-	if err := h.submit(ctx, ns, jobs, s, rec); err != nil {
-		return nil, err
+	var jobs []Job
+	var sat *Saturation
+	complete := true
+	if w.Stream != nil {
+		jobs, sat, err = h.stream(ctx, ns, w, s, rec)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		jobs = w.Jobs(h.totalGPUs)
+		pods := podsOf(jobs)
+		h.logf("%s / %s: %d jobs, %d pods", w.Name, s.Name, len(jobs), pods)
+		if err := h.submit(ctx, ns, jobs, s, rec); err != nil {
+			return nil, err
+		}
+		h.logf("%s / %s: submitted in %.1fs", w.Name, s.Name, time.Since(start).Seconds())
+		complete = rec.waitAll(ctx, pods, h.opts.StallTimeout, func(n int) { h.logf("%s / %s: %d/%d bound", w.Name, s.Name, n, pods) })
 	}
-	h.logf("%s / %s: submitted in %.1fs", w.Name, s.Name, time.Since(start).Seconds())
-	complete := rec.waitAll(ctx, pods, h.opts.StallTimeout, func(n int) { h.logf("%s / %s: %d/%d bound", w.Name, s.Name, n, pods) })
 	cpu1, rss, _ := procUsage(rs.pid)
 	rs.stop()
 	stopped = true
 
 	run := rec.summarise(start, jobs, h)
-	run.Workload, run.Scheduler, run.Pods, run.Jobs, run.Complete = w.Name, s.Name, pods, len(jobs), complete
+	run.Workload, run.Scheduler, run.Pods, run.Jobs, run.Complete = w.Name, s.Name, podsOf(jobs), len(jobs), complete
+	ic := h.replayInterconnect(rec.events())
+	run.Interconnect = &ic
+	if sat != nil {
+		run.Saturation = sat
+		run.GPUAllocation = sat.GPUAllocation
+		run.AllocationOverTime = rec.allocationOverTime(start, h.totalGPUs)
+		if from := int(sat.Samples[0].Seconds / chartStep); from < len(run.AllocationOverTime) {
+			tail := run.AllocationOverTime[from:]
+			for _, v := range tail {
+				sat.TimeAveraged += v / 100 / float64(len(tail))
+			}
+		}
+	}
 	if rs.pid != 0 {
 		run.CPUSeconds, run.PeakRSSMiB = cpu1-cpu0, rss
 	}
-	h.logf("%s / %s: %d/%d bound, %.1f pods/s", w.Name, s.Name, run.Bound, pods, run.PodsPerSecond.Avg)
+	h.logf("%s / %s: %d/%d bound, %.1f pods/s", w.Name, s.Name, run.Bound, run.Pods, run.PodsPerSecond.Avg)
 	return run, h.clear(ctx, ns)
+}
+
+func podsOf(jobs []Job) int {
+	n := 0
+	for _, j := range jobs {
+		n += j.Pods
+	}
+	return n
 }
 
 // waitSchedulerReady creates a probe pod and waits until the scheduler binds it: the scheduler's
@@ -324,8 +378,8 @@ func (h *harness) submit(ctx context.Context, ns string, jobs []Job, s scheduler
 				if it.job.Pods > 1 {
 					group = it.job.Name
 				}
-				p := h.pod(ns, fmt.Sprintf("%s-%d", it.job.Name, it.idx), it.job.GPUs, s, group)
-				rec.noteCreated(p.Name, it.job.Name, time.Now())
+				p := h.pod(ns, podName(it.job, it.idx), it.job.GPUs, s, group)
+				rec.noteCreated(p.Name, it.job.Name, it.job.GPUs, time.Now())
 				if _, err := h.client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 					select {
 					case errs <- err:

@@ -50,7 +50,7 @@ func run(nodes int, workloads, schedulers []string, out, binDir string) error {
 	if err != nil {
 		return err
 	}
-	rep.Machine = machine()
+	rep.Machine = machineInfo()
 	if err := rep.writeJSON(filepath.Join(out, "report.json")); err != nil {
 		return err
 	}

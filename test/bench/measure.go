@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
 	"github.com/tensorstack/t9k/pkg/localcluster"
 )
 
@@ -18,22 +19,34 @@ const chartStep = 0.1
 // recorder notes when each pod was created (by us) and first seen bound (by the informer), as
 // upstream scheduler_perf counts scheduled pods.
 type recorder struct {
-	mu      sync.Mutex
-	created map[string]time.Time
-	jobOf   map[string]string
-	bound   map[string]time.Time
-	nodeOf  map[string]string
-	changed chan struct{}
+	mu       sync.Mutex
+	created  map[string]time.Time
+	jobOf    map[string]string
+	gpusOf   map[string]int
+	bound    map[string]time.Time
+	nodeOf   map[string]string
+	annot    map[string]string // device.tensorstack.dev/gpus when first seen bound
+	deleted  map[string]time.Time
+	lastBind time.Time
+	changed  chan struct{}
 }
 
 func newRecorder() *recorder {
-	return &recorder{created: map[string]time.Time{}, jobOf: map[string]string{}, bound: map[string]time.Time{},
-		nodeOf: map[string]string{}, changed: make(chan struct{}, 1)}
+	return &recorder{created: map[string]time.Time{}, jobOf: map[string]string{}, gpusOf: map[string]int{},
+		bound: map[string]time.Time{}, nodeOf: map[string]string{}, annot: map[string]string{},
+		deleted: map[string]time.Time{}, changed: make(chan struct{}, 1)}
 }
 
-func (r *recorder) noteCreated(pod, job string, t time.Time) {
+func (r *recorder) noteCreated(pod, job string, gpus int, t time.Time) {
 	r.mu.Lock()
-	r.created[pod], r.jobOf[pod] = t, job
+	r.created[pod], r.jobOf[pod], r.gpusOf[pod] = t, job, gpus
+	r.mu.Unlock()
+}
+
+// noteDeleted is called before the delete request is sent.
+func (r *recorder) noteDeleted(pod string, t time.Time) {
+	r.mu.Lock()
+	r.deleted[pod] = t
 	r.mu.Unlock()
 }
 
@@ -49,6 +62,8 @@ func (r *recorder) observe(p *corev1.Pod) {
 	}
 	if _, seen := r.bound[p.Name]; !seen {
 		r.bound[p.Name], r.nodeOf[p.Name] = now, p.Spec.NodeName
+		r.annot[p.Name] = p.Annotations[devicev1beta1.AnnotationGPUs]
+		r.lastBind = now
 	}
 	r.mu.Unlock()
 	select {
@@ -89,6 +104,75 @@ func (r *recorder) waitAll(ctx context.Context, want int, stall time.Duration, p
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// waitQuiet waits until no pod has bound for quiet, counting from since at the earliest, and
+// reports progress every 10s.
+func (r *recorder) waitQuiet(ctx context.Context, since time.Time, quiet time.Duration, progress func(int)) {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		r.mu.Lock()
+		last, n := r.lastBind, len(r.bound)
+		r.mu.Unlock()
+		if since.After(last) {
+			last = since
+		}
+		left := quiet - time.Since(last)
+		if left <= 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			progress(n)
+		case <-time.After(left):
+		}
+	}
+}
+
+// events lists every bind and deletion for the interconnect replay.
+func (r *recorder) events() []podEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]podEvent, 0, len(r.bound)+len(r.deleted))
+	for pod, t := range r.bound {
+		out = append(out, podEvent{at: t, pod: pod, node: r.nodeOf[pod], gpus: r.gpusOf[pod], annot: r.annot[pod]})
+	}
+	for pod, t := range r.deleted {
+		out = append(out, podEvent{at: t, pod: pod, deleted: true})
+	}
+	return out
+}
+
+// allocationOverTime is the percentage of the cluster's GPUs held by bound, undeleted pods every
+// chartStep seconds from start.
+func (r *recorder) allocationOverTime(start time.Time, totalGPUs int) []float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var end time.Time
+	delta := map[int]int{}
+	step := func(t time.Time) int { return int(t.Sub(start).Seconds() / chartStep) }
+	for pod, t := range r.bound {
+		delta[step(t)] += r.gpusOf[pod]
+		if t.After(end) {
+			end = t
+		}
+		if d, ok := r.deleted[pod]; ok {
+			delta[step(d)] -= r.gpusOf[pod]
+			if d.After(end) {
+				end = d
+			}
+		}
+	}
+	out := make([]float64, step(end)+1)
+	held := 0
+	for i := range out {
+		held += delta[i]
+		out[i] = 100 * float64(held) / float64(totalGPUs)
+	}
+	return out
 }
 
 // summarise turns the timestamps into the run's figures.

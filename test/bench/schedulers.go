@@ -32,7 +32,10 @@ type schedulerUnderTest struct {
 	Name          string // in the report
 	SchedulerName string // spec.schedulerName of its pods
 	Gang          string
-	start         func(ctx context.Context, h *harness, dir string) (*running, error)
+	// Ceiling marks the no-op binder: it binds without fitting, so it bounds throughput but has
+	// no saturation point (the stream workload skips it).
+	Ceiling bool
+	start   func(ctx context.Context, h *harness, dir string) (*running, error)
 }
 
 // running is a started scheduler; pid is 0 for the in-process no-op binder.
@@ -43,7 +46,7 @@ type running struct {
 
 func allSchedulers() []schedulerUnderTest {
 	return []schedulerUnderTest{
-		{Name: "noop-binder", SchedulerName: "noop-binder", start: startNoopBinder},
+		{Name: "noop-binder", SchedulerName: "noop-binder", Ceiling: true, start: startNoopBinder},
 		{Name: "kube-scheduler", SchedulerName: "default-scheduler", start: startStock},
 		{Name: "coscheduling", SchedulerName: "coscheduling", Gang: gangCoscheduling, start: startBinary("coscheduling.yaml")},
 		{Name: "t9k-scheduler", SchedulerName: "t9k-scheduler", Gang: gangT9k, start: startBinary("t9k-scheduler.yaml")},

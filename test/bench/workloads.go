@@ -19,6 +19,36 @@ type Workload struct {
 	Description string `json:"description"`
 	// Gangs lists groups of identical jobs. A job of 1 pod is a plain pod (no PodGroup).
 	Gangs []GangSpec `json:"gangs"`
+	// Stream, when set, makes the workload a saturating stream of the Gangs mix instead of one burst.
+	Stream *StreamSpec `json:"stream,omitempty"`
+}
+
+// StreamSpec: jobs of the Gangs mix (one cluster's worth per cycle, gpuShare as weights) keep
+// arriving so that OfferedLoad × the cluster's GPUs are always asked for by live jobs. Once the
+// cluster settles (no bind for SettleSeconds), the harness samples GPU allocation; then, Rounds
+// times, the oldest FinishShare of the fully bound jobs finish (their pods are deleted), new jobs
+// top the offered load up again, and the cluster settles and is sampled again.
+type StreamSpec struct {
+	OfferedLoad   float64 `json:"offeredLoad"`
+	Rounds        int     `json:"rounds"`
+	FinishShare   float64 `json:"finishShare"`
+	SettleSeconds float64 `json:"settleSeconds"`
+}
+
+// Generator returns the stream's endless job sequence: Jobs(totalGPUs) over and over, each cycle's
+// names suffixed so every job is new.
+func (w Workload) Generator(totalGPUs int) func() Job {
+	cycle := w.Jobs(totalGPUs)
+	n := 0
+	return func() Job {
+		if len(cycle) == 0 {
+			return Job{}
+		}
+		j := cycle[n%len(cycle)]
+		j.Name = fmt.Sprintf("%s-c%d", j.Name, n/len(cycle))
+		n++
+		return j
+	}
 }
 
 // GangSpec is Count jobs (or, with GPUShare, as many as use that share of the cluster's GPUs) of
@@ -88,6 +118,9 @@ func loadWorkloads() (map[string]Workload, []string, error) {
 		}
 		if w.Name == "" || len(w.Gangs) == 0 {
 			return nil, nil, fmt.Errorf("%s: a workload needs a name and gangs", e)
+		}
+		if st := w.Stream; st != nil && (st.OfferedLoad <= 1 || st.Rounds < 0 || st.FinishShare <= 0 || st.FinishShare > 1 || st.SettleSeconds <= 0) {
+			return nil, nil, fmt.Errorf("%s: stream %+v needs offeredLoad > 1 (saturating), rounds ≥ 0, 0 < finishShare ≤ 1 and settleSeconds > 0", e, *st)
 		}
 		for _, g := range w.Gangs {
 			if g.Pods < 1 || g.GPUs < 0 || (g.Count == 0) == (g.GPUShare == 0) {

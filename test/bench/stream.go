@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// liveJob is a submitted job that has not finished.
+type liveJob struct {
+	Job
+	order int // submission order
+}
+
+// stream runs a saturating stream workload (see StreamSpec) and returns every job it submitted and
+// the settled states it sampled.
+func (h *harness) stream(ctx context.Context, ns string, w Workload, s schedulerUnderTest, rec *recorder) ([]Job, *Saturation, error) {
+	spec := *w.Stream
+	if h.opts.StreamRounds != nil {
+		spec.Rounds = *h.opts.StreamRounds
+	}
+	next := w.Generator(h.totalGPUs)
+	quiet := time.Duration(spec.SettleSeconds * float64(time.Second))
+	target := int(spec.OfferedLoad * float64(h.totalGPUs))
+	start := time.Now()
+	var all []Job
+	var live []liveJob
+	sat := &Saturation{}
+
+	topUp := func() error {
+		offered := 0
+		for _, j := range live {
+			offered += j.Pods * j.GPUs
+		}
+		var batch []Job
+		for offered < target {
+			j := next()
+			if j.Pods == 0 {
+				return fmt.Errorf("workload %s has no job that fits %d GPUs", w.Name, h.totalGPUs)
+			}
+			batch = append(batch, j)
+			live = append(live, liveJob{Job: j, order: len(all)})
+			all = append(all, j)
+			offered += j.Pods * j.GPUs
+		}
+		sat.JobsSubmitted += len(batch)
+		return h.submit(ctx, ns, batch, s, rec)
+	}
+	sample := func(round string) {
+		rec.waitQuiet(ctx, time.Now(), quiet, func(n int) { h.logf("%s / %s: %s, %d pods bound so far", w.Name, s.Name, round, n) })
+		st := h.streamState(live, rec)
+		st.Seconds = time.Since(start).Seconds()
+		sat.Samples = append(sat.Samples, st)
+		h.logf("%s / %s: %s settled at %.0fs: %.1f%% of GPUs allocated, %.1f%% in fully bound jobs, %d partial jobs, %d pods pending",
+			w.Name, s.Name, round, st.Seconds, 100*st.Allocated, 100*st.Useful, st.PartialJobs, st.PendingPods)
+	}
+
+	h.logf("%s / %s: offering %d GPUs (%.0f%% of %d), %d rounds finishing %.0f%% of running jobs", w.Name, s.Name,
+		target, 100*spec.OfferedLoad, h.totalGPUs, spec.Rounds, 100*spec.FinishShare)
+	if err := topUp(); err != nil {
+		return nil, nil, err
+	}
+	sample("fill")
+	for r := 1; r <= spec.Rounds && ctx.Err() == nil; r++ {
+		var done []liveJob
+		live, done = h.pickFinished(live, spec.FinishShare, rec)
+		if err := h.finish(ctx, ns, done, s, rec); err != nil {
+			return nil, nil, err
+		}
+		sat.JobsFinished += len(done)
+		if err := topUp(); err != nil {
+			return nil, nil, err
+		}
+		sample(fmt.Sprintf("round %d/%d (%d jobs finished)", r, spec.Rounds, len(done)))
+	}
+	if ctx.Err() != nil {
+		return nil, nil, ctx.Err()
+	}
+	for _, st := range sat.Samples {
+		sat.GPUAllocation += st.Allocated / float64(len(sat.Samples))
+		sat.UsefulAllocation += st.Useful / float64(len(sat.Samples))
+	}
+	last := sat.Samples[len(sat.Samples)-1]
+	sat.PartialJobs, sat.PendingPods = last.PartialJobs, last.PendingPods
+	return all, sat, nil
+}
+
+// streamState measures the live jobs: GPUs held by bound pods, GPUs of fully bound jobs, partial
+// jobs and pending pods.
+func (h *harness) streamState(live []liveJob, rec *recorder) SaturationSample {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var st SaturationSample
+	held, useful := 0, 0
+	for _, j := range live {
+		bound := 0
+		for i := 0; i < j.Pods; i++ {
+			if _, ok := rec.bound[podName(j.Job, i)]; ok {
+				bound++
+			}
+		}
+		held += bound * j.GPUs
+		st.PendingPods += j.Pods - bound
+		switch {
+		case bound == j.Pods:
+			useful += bound * j.GPUs
+		case bound > 0:
+			st.PartialJobs++
+		}
+	}
+	st.Allocated = float64(held) / float64(h.totalGPUs)
+	st.Useful = float64(useful) / float64(h.totalGPUs)
+	return st
+}
+
+// pickFinished splits off the share of fully bound jobs that finish this round: the ones that have
+// been running longest. Jobs not fully bound never finish (their pods could not start).
+func (h *harness) pickFinished(live []liveJob, share float64, rec *recorder) (keep, done []liveJob) {
+	type running struct {
+		idx   int
+		since time.Time
+	}
+	var runs []running
+	rec.mu.Lock()
+	for k, j := range live {
+		var since time.Time
+		all := true
+		for i := 0; i < j.Pods && all; i++ {
+			t, ok := rec.bound[podName(j.Job, i)]
+			all = ok
+			if t.After(since) {
+				since = t
+			}
+		}
+		if all {
+			runs = append(runs, running{k, since})
+		}
+	}
+	rec.mu.Unlock()
+	sort.Slice(runs, func(a, b int) bool {
+		if !runs[a].since.Equal(runs[b].since) {
+			return runs[a].since.Before(runs[b].since)
+		}
+		return live[runs[a].idx].order < live[runs[b].idx].order
+	})
+	n := int(math.Ceil(share * float64(len(runs))))
+	finished := map[int]bool{}
+	for _, r := range runs[:n] {
+		finished[r.idx] = true
+	}
+	for k, j := range live {
+		if finished[k] {
+			done = append(done, j)
+		} else {
+			keep = append(keep, j)
+		}
+	}
+	return keep, done
+}
+
+// finish deletes the jobs' pods (force, as no kubelet runs) and PodGroups.
+func (h *harness) finish(ctx context.Context, ns string, jobs []liveJob, s schedulerUnderTest, rec *recorder) error {
+	zero := int64(0)
+	work := make(chan string, 1024)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pod := range work {
+				rec.noteDeleted(pod, time.Now())
+				err := h.client.CoreV1().Pods(ns).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+				if err != nil && !apierrors.IsNotFound(err) {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for _, j := range jobs {
+		for i := 0; i < j.Pods; i++ {
+			work <- podName(j.Job, i)
+		}
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	for _, j := range jobs {
+		if j.Pods > 1 && s.Gang != gangNone {
+			gvr := t9kPodGroupGVR
+			if s.Gang == gangCoscheduling {
+				gvr = cosPodGroupGVR
+			}
+			if err := h.dyn.Resource(gvr).Namespace(ns).Delete(ctx, j.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func podName(j Job, i int) string { return fmt.Sprintf("%s-%d", j.Name, i) }
