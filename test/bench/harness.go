@@ -225,6 +225,7 @@ func (h *harness) createNodes(ctx context.Context, n int) error {
 		DefaultFixture: benchMachines[0].Fixture,
 		SysfsDir:       filepath.Join(h.opts.WorkDir, "sysfs"),
 	}
+	h.logf("publishing NodeDevices for %d nodes (simulated device-agent discovery; about a minute per 1000 nodes here)", n)
 	st, err := sim.SyncOnce(ctx)
 	if err != nil {
 		return fmt.Errorf("publishing NodeDevices: %w", err)
@@ -469,19 +470,30 @@ func (h *harness) ensureT9kQueue(ctx context.Context) error {
 }
 
 // clear force-deletes the namespace's pods and waits until they are gone, so the next run starts
-// on empty nodes.
+// on empty nodes. Deleting tens of thousands of pods can outlast the apiserver's request timeout
+// (it goes on deleting); then the collection is deleted again until nothing is left.
 func (h *harness) clear(ctx context.Context, ns string) error {
 	zero := int64(0)
-	if err := h.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
-		return err
-	}
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		l, err := h.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
-		if err != nil {
-			return false, nil //nolint:nilerr // transient; poll again
+	for attempt := 1; ; attempt++ {
+		err := h.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+		if err != nil && !apierrors.IsTimeout(err) && !apierrors.IsServerTimeout(err) {
+			return err
 		}
-		return len(l.Items) == 0, nil
-	})
+		err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+			l, err := h.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
+			if err != nil {
+				return false, nil //nolint:nilerr // transient; poll again
+			}
+			return len(l.Items) == 0, nil
+		})
+		if err == nil {
+			return nil
+		}
+		if attempt == 3 {
+			return fmt.Errorf("pods of %s still there after %d deletions: %w", ns, attempt, err)
+		}
+		h.logf("%s: pods still being deleted; deleting the rest again", ns)
+	}
 }
 
 // coschedulingCRD locates scheduler-plugins' PodGroup CRD in the module cache (the module our

@@ -19,14 +19,16 @@ const chartStep = 0.1
 // recorder notes when each pod was created (by us) and first seen bound (by the informer), as
 // upstream scheduler_perf counts scheduled pods.
 type recorder struct {
-	mu       sync.Mutex
-	created  map[string]time.Time
-	jobOf    map[string]string
-	gpusOf   map[string]int
-	bound    map[string]time.Time
-	nodeOf   map[string]string
-	annot    map[string]string // device.tensorstack.dev/gpus when first seen bound
-	deleted  map[string]time.Time
+	mu      sync.Mutex
+	created map[string]time.Time
+	jobOf   map[string]string
+	gpusOf  map[string]int
+	bound   map[string]time.Time
+	nodeOf  map[string]string
+	annot   map[string]string // device.tensorstack.dev/gpus when first seen bound
+	deleted map[string]time.Time
+	// pending holds the scheduler's last PodScheduled=False message of each unbound pod.
+	pending  map[string]string
 	lastBind time.Time
 	changed  chan struct{}
 }
@@ -34,7 +36,7 @@ type recorder struct {
 func newRecorder() *recorder {
 	return &recorder{created: map[string]time.Time{}, jobOf: map[string]string{}, gpusOf: map[string]int{},
 		bound: map[string]time.Time{}, nodeOf: map[string]string{}, annot: map[string]string{},
-		deleted: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+		deleted: map[string]time.Time{}, pending: map[string]string{}, changed: make(chan struct{}, 1)}
 }
 
 func (r *recorder) noteCreated(pod, job string, gpus int, t time.Time) {
@@ -52,6 +54,13 @@ func (r *recorder) noteDeleted(pod string, t time.Time) {
 
 func (r *recorder) observe(p *corev1.Pod) {
 	if p.Spec.NodeName == "" {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+				r.mu.Lock()
+				r.pending[p.Name] = c.Message
+				r.mu.Unlock()
+			}
+		}
 		return
 	}
 	now := time.Now()

@@ -66,6 +66,8 @@ type Saturation struct {
 	// and pods still pending.
 	PartialJobs int `json:"partialJobs"`
 	PendingPods int `json:"pendingPods"`
+	// PendingReasons: the most common scheduler messages of the pods pending at the end.
+	PendingReasons []string `json:"pendingReasons,omitempty"`
 }
 
 // SaturationSample is one settled state.

@@ -88,6 +88,10 @@ func (h *harness) stream(ctx context.Context, ns string, w Workload, s scheduler
 	}
 	last := sat.Samples[len(sat.Samples)-1]
 	sat.PartialJobs, sat.PendingPods = last.PartialJobs, last.PendingPods
+	sat.PendingReasons = pendingReasons(live, rec, 3)
+	for _, r := range sat.PendingReasons {
+		h.logf("%s / %s: pending at the end: %s", w.Name, s.Name, r)
+	}
 	return all, sat, nil
 }
 
@@ -213,3 +217,39 @@ func (h *harness) finish(ctx context.Context, ns string, jobs []liveJob, s sched
 }
 
 func podName(j Job, i int) string { return fmt.Sprintf("%s-%d", j.Name, i) }
+
+// pendingReasons counts the scheduler's messages for the live jobs' unbound pods and returns the
+// most common, as "<count> × <message>".
+func pendingReasons(live []liveJob, rec *recorder, top int) []string {
+	rec.mu.Lock()
+	counts := map[string]int{}
+	for _, j := range live {
+		for i := 0; i < j.Pods; i++ {
+			pod := podName(j.Job, i)
+			if _, ok := rec.bound[pod]; ok {
+				continue
+			}
+			msg := rec.pending[pod]
+			if msg == "" {
+				msg = "(no PodScheduled condition yet)"
+			}
+			counts[msg]++
+		}
+	}
+	rec.mu.Unlock()
+	msgs := make([]string, 0, len(counts))
+	for m := range counts {
+		msgs = append(msgs, m)
+	}
+	sort.Slice(msgs, func(a, b int) bool {
+		if counts[msgs[a]] != counts[msgs[b]] {
+			return counts[msgs[a]] > counts[msgs[b]]
+		}
+		return msgs[a] < msgs[b]
+	})
+	var out []string
+	for _, m := range msgs[:min(top, len(msgs))] {
+		out = append(out, fmt.Sprintf("%d × %s", counts[m], m))
+	}
+	return out
+}

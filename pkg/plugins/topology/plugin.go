@@ -11,14 +11,19 @@
 //   - Filter: a planned pod fits only its planned node; others need enough free GPUs in our cache.
 //   - Score: the interconnect quality of the best GPU set each node can offer.
 //   - Reserve/Unreserve: take or return the GPUs in the cache; a failed member drops its gang's plan.
-//   - PreBind: write the choice on the pod (device.tensorstack.dev/gpus and /nics), which the
-//     device-agent honours and from which the cache is rebuilt after a restart.
+//   - Bind: bind a GPU pod with its choice (device.tensorstack.dev/gpus and /nics) as annotations
+//     on the Binding, which the apiserver copies onto the pod in the same write; the device-agent
+//     honours them and the cache is rebuilt from them after a restart. Other pods are left to
+//     DefaultBinder. The shipped profiles put T9kTopology first at bind.
+//   - PreBind: only when another plugin binds first (a profile without T9kTopology at bind),
+//     write the choice with a patch of its own, one more write per pod.
 package topology
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -29,6 +34,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 
@@ -52,6 +58,9 @@ type Topology struct {
 	args     config.T9kTopologyArgs
 	resource v1.ResourceName
 	nicRes   v1.ResourceName
+
+	binderOnce sync.Once
+	binder     bool // T9kTopology is the profile's first Bind plugin
 }
 
 var (
@@ -60,6 +69,7 @@ var (
 	_ framework.ScorePlugin     = &Topology{}
 	_ framework.ReservePlugin   = &Topology{}
 	_ framework.PreBindPlugin   = &Topology{}
+	_ framework.BindPlugin      = &Topology{}
 )
 
 // cycle is what PreFilter learned for the rest of the pod's scheduling cycle.
@@ -371,31 +381,74 @@ func (p *Topology) Unreserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	}
 }
 
-// PreBindPreFlight says whether PreBind has work: only for pods holding GPUs.
+// binds reports whether this plugin is the profile's first Bind plugin, so GPU pods reach Bind
+// here. Asked at the first PreBind: the framework lists its plugins only once all are built.
+func (p *Topology) binds() bool {
+	p.binderOnce.Do(func() {
+		if l, ok := p.handle.(interface{ ListPlugins() *schedconfig.Plugins }); ok {
+			en := l.ListPlugins().Bind.Enabled
+			p.binder = len(en) > 0 && en[0].Name == Name
+		}
+	})
+	return p.binder
+}
+
+// PreBindPreFlight says whether PreBind has work: only for pods holding GPUs when another plugin
+// binds.
 func (p *Topology) PreBindPreFlight(_ context.Context, cs fwk.CycleState, _ *v1.Pod, _ string) *fwk.Status {
-	if c := readCycle(cs); c == nil || c.gpus == 0 {
+	if c := readCycle(cs); c == nil || c.gpus == 0 || p.binds() {
 		return fwk.NewStatus(fwk.Skip)
 	}
 	return nil
 }
 
-// PreBind writes the chosen GPUs (index:UUID) and NICs on the pod before it is bound, so the
-// device-agent hands exactly those to the container.
-func (p *Topology) PreBind(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
-	c := readCycle(cs)
-	if c == nil || c.gpus == 0 {
-		return nil
-	}
+// choice returns the annotations naming the GPUs and NICs reserved for the pod on node.
+func (p *Topology) choice(pod *v1.Pod, node string) (map[string]string, *fwk.Status) {
 	a, ok := p.cache.held(pod.UID)
 	if !ok || a.node != node {
-		return fwk.NewStatus(fwk.Error, "no GPUs reserved for the pod on "+node)
+		return nil, fwk.NewStatus(fwk.Error, "no GPUs reserved for the pod on "+node)
 	}
 	gpus, nics := p.cache.describe(a)
+	return map[string]string{devicev1beta1.AnnotationGPUs: gpus, devicev1beta1.AnnotationNICs: nics}, nil
+}
+
+// PreBind writes the chosen GPUs (index:UUID) and NICs on the pod before another plugin binds it,
+// so the device-agent hands exactly those to the container.
+func (p *Topology) PreBind(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
+	c := readCycle(cs)
+	if c == nil || c.gpus == 0 || p.binds() {
+		return nil
+	}
+	ann, st := p.choice(pod, node)
+	if st != nil {
+		return st
+	}
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`,
-		devicev1beta1.AnnotationGPUs, gpus, devicev1beta1.AnnotationNICs, nics)
+		devicev1beta1.AnnotationGPUs, ann[devicev1beta1.AnnotationGPUs], devicev1beta1.AnnotationNICs, ann[devicev1beta1.AnnotationNICs])
 	_, err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	if err != nil {
 		return fwk.AsStatus(fmt.Errorf("annotating GPUs: %w", err))
+	}
+	return nil
+}
+
+// Bind binds a GPU pod with its GPU and NIC choice as annotations of the Binding: one write, where
+// a patch and a bind would be two. Pods without GPUs are skipped for DefaultBinder.
+func (p *Topology) Bind(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
+	c := readCycle(cs)
+	if c == nil || c.gpus == 0 {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	ann, st := p.choice(pod, node)
+	if st != nil {
+		return st
+	}
+	b := &v1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, Annotations: ann},
+		Target:     v1.ObjectReference{Kind: "Node", Name: node},
+	}
+	if err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, b, metav1.CreateOptions{}); err != nil {
+		return fwk.AsStatus(fmt.Errorf("binding with GPUs %s: %w", ann[devicev1beta1.AnnotationGPUs], err))
 	}
 	return nil
 }
