@@ -85,14 +85,16 @@ func TestGangPermitTimeoutReleasesReservations(t *testing.T) {
 	s := e.sample("default", "slow", "next")
 	startScheduler(t, e.cp)
 
-	e.gang("default", "slow", "default", 3, 2, 8, func(pg *v1beta1.PodGroup) { pg.Spec.ScheduleTimeoutSeconds = ptr.To[int32](3) })
+	// The timeout leaves the second member several seconds to be placed after the first, even on
+	// a busy two-core machine.
+	e.gang("default", "slow", "default", 3, 2, 8, func(pg *v1beta1.PodGroup) { pg.Spec.ScheduleTimeoutSeconds = ptr.To[int32](8) })
 	e.members("default", "slow", "default", 2, 1, 8, func(p *corev1.Pod) {
 		p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/never"}}
 	})
 	time.Sleep(time.Second) // let slow reserve two nodes
 	e.gang("default", "next", "default", 2, 2, 8, nil)
 
-	note := e.waitEvent("default", "slow", v1beta1.ReasonPermitTimeout, "within 3s", "released all 2 placed members")
+	note := e.waitEvent("default", "slow", v1beta1.ReasonPermitTimeout, "within 8s", "released all 2 placed members")
 	t.Logf("slow: %s", note)
 	e.waitBound("default", "next", 2, 60*time.Second)
 	samples := s.finish()
