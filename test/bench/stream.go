@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -171,36 +170,23 @@ func (h *harness) pickFinished(live []liveJob, share float64, rec *recorder) (ke
 // finish deletes the jobs' pods (force, as no kubelet runs) and PodGroups.
 func (h *harness) finish(ctx context.Context, ns string, jobs []liveJob, s schedulerUnderTest, rec *recorder) error {
 	zero := int64(0)
-	work := make(chan string, 1024)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pod := range work {
-				rec.noteDeleted(pod, time.Now())
-				err := h.client.CoreV1().Pods(ns).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: &zero})
-				if err != nil && !apierrors.IsNotFound(err) {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
+	err := inParallel(func(send func(string)) error {
+		for _, j := range jobs {
+			for i := 0; i < j.Pods; i++ {
+				send(podName(j.Job, i))
 			}
-		}()
-	}
-	for _, j := range jobs {
-		for i := 0; i < j.Pods; i++ {
-			work <- podName(j.Job, i)
 		}
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
+		return nil
+	}, func(pod string) error {
+		rec.noteDeleted(pod, time.Now())
+		err := h.client.CoreV1().Pods(ns).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
 		return err
-	default:
+	})
+	if err != nil {
+		return err
 	}
 	for _, j := range jobs {
 		if j.Pods > 1 && s.Gang != gangNone {
