@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -147,10 +148,15 @@ func TestJobElasticDeepSpeed(t *testing.T) {
 		return cm.Data["hostfile"]
 	}
 	scale := func(n int32) {
-		dj := &batch.DeepSpeedJob{}
-		require.NoError(t, e.c.Get(e.ctx, client.ObjectKeyFromObject(job), dj))
-		dj.Spec.Elastic.ExpectedReplicas = &n
-		require.NoError(t, e.c.Update(e.ctx, dj))
+		// The controller writes the job's status meanwhile: retry on a conflict, as kubectl would.
+		require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			dj := &batch.DeepSpeedJob{}
+			if err := e.c.Get(e.ctx, client.ObjectKeyFromObject(job), dj); err != nil {
+				return err
+			}
+			dj.Spec.Elastic.ExpectedReplicas = &n
+			return e.c.Update(e.ctx, dj)
+		}))
 	}
 	scale(2)
 	e.waitPods(name, w(0), w(1))
