@@ -52,7 +52,10 @@ func TestGangTwoGangsAllOrNothing(t *testing.T) {
 			break
 		}
 	}
-	require.True(t, bFirst.After(aFull), "b bound before a ran")
+	// The sampler may stop before it sees b bound (waitBound reads the apiserver itself); what
+	// must hold is that no sample saw b bound before a was.
+	require.False(t, aFull.IsZero(), "no sample saw a fully bound")
+	require.True(t, bFirst.IsZero() || bFirst.After(aFull), "b bound before a ran")
 }
 
 // 6 of minMember 10: all pending with the reason; add 4: all 10 bind.
