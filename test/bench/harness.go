@@ -186,28 +186,22 @@ func (h *harness) createNodes(ctx context.Context, n int) error {
 	h.gpusPerNode, h.nodesPerBlock, h.blocksPerSpine = benchMachines[0].GPUs, spec.NodesPerBlock, spec.BlocksPerSpine
 	h.logf("creating %d nodes (%d per block, %d blocks per spine; blocks cycle through %s)", n, spec.NodesPerBlock, spec.BlocksPerSpine, h.machineMix())
 	h.nodeLabels = map[string]map[string]string{}
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	errs := make(chan error, len(all))
-	for _, node := range all {
-		delete(node.Annotations, localcluster.AnnotationKwok)
-		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
-		h.nodeNames = append(h.nodeNames, node.Name)
-		h.nodeLabels[node.Name] = node.Labels
-		gpus := node.Status.Allocatable[localcluster.ResourceGPU]
-		h.totalGPUs += int(gpus.Value())
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(node *corev1.Node) {
-			defer func() { <-sem; wg.Done() }()
-			if _, err := h.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
-				errs <- err
-			}
-		}(node)
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	err := inParallel(func(send func(*corev1.Node)) error {
+		for _, node := range all {
+			delete(node.Annotations, localcluster.AnnotationKwok)
+			node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
+			h.nodeNames = append(h.nodeNames, node.Name)
+			h.nodeLabels[node.Name] = node.Labels
+			gpus := node.Status.Allocatable[localcluster.ResourceGPU]
+			h.totalGPUs += int(gpus.Value())
+			send(node)
+		}
+		return nil
+	}, func(node *corev1.Node) error {
+		_, err := h.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	// NodeDevices as the device-agent publishes them, so t9k-scheduler chooses GPUs by
@@ -443,13 +437,18 @@ func (h *harness) pod(ns, name string, gpus int, s schedulerUnderTest, group str
 	}
 }
 
-func (h *harness) createPodGroup(ctx context.Context, ns string, j Job, gang string) error {
-	gvr, apiVersion := t9kPodGroupGVR, "scheduler.tensorstack.dev/v1beta1"
+// podGroupGVR is the PodGroup resource of a gang mechanism.
+func podGroupGVR(gang string) schema.GroupVersionResource {
 	if gang == gangCoscheduling {
-		gvr, apiVersion = cosPodGroupGVR, "scheduling.x-k8s.io/v1alpha1"
+		return cosPodGroupGVR
 	}
+	return t9kPodGroupGVR
+}
+
+func (h *harness) createPodGroup(ctx context.Context, ns string, j Job, gang string) error {
+	gvr := podGroupGVR(gang)
 	pg := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": apiVersion, "kind": "PodGroup",
+		"apiVersion": gvr.GroupVersion().String(), "kind": "PodGroup",
 		"metadata": map[string]any{"name": j.Name, "namespace": ns},
 		"spec":     map[string]any{"minMember": int64(j.Pods)},
 	}}

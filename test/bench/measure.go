@@ -81,6 +81,20 @@ func (r *recorder) observe(p *corev1.Pod) {
 	}
 }
 
+// boundOfLocked counts the job's bound pods and returns when the last of them bound. The caller
+// holds r.mu.
+func (r *recorder) boundOfLocked(j Job) (n int, last time.Time) {
+	for i := 0; i < j.Pods; i++ {
+		if t, ok := r.bound[podName(j, i)]; ok {
+			n++
+			if t.After(last) {
+				last = t
+			}
+		}
+	}
+	return n, last
+}
+
 func (r *recorder) boundCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -11,12 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// liveJob is a submitted job that has not finished.
-type liveJob struct {
-	Job
-	order int // submission order
-}
-
 // stream runs a saturating stream workload (see StreamSpec) and returns every job it submitted and
 // the settled states it sampled.
 func (h *harness) stream(ctx context.Context, ns string, w Workload, s schedulerUnderTest, rec *recorder) ([]Job, *Saturation, error) {
@@ -29,7 +23,7 @@ func (h *harness) stream(ctx context.Context, ns string, w Workload, s scheduler
 	target := int(spec.OfferedLoad * float64(h.totalGPUs))
 	start := time.Now()
 	var all []Job
-	var live []liveJob
+	var live []Job // submitted and not finished, in submission order
 	sat := &Saturation{}
 
 	topUp := func() error {
@@ -44,7 +38,7 @@ func (h *harness) stream(ctx context.Context, ns string, w Workload, s scheduler
 				return fmt.Errorf("workload %s has no job that fits %d GPUs", w.Name, h.totalGPUs)
 			}
 			batch = append(batch, j)
-			live = append(live, liveJob{Job: j, order: len(all)})
+			live = append(live, j)
 			all = append(all, j)
 			offered += j.Pods * j.GPUs
 		}
@@ -67,7 +61,7 @@ func (h *harness) stream(ctx context.Context, ns string, w Workload, s scheduler
 	}
 	sample("fill")
 	for r := 1; r <= spec.Rounds && ctx.Err() == nil; r++ {
-		var done []liveJob
+		var done []Job
 		live, done = h.pickFinished(live, spec.FinishShare, rec)
 		if err := h.finish(ctx, ns, done, s, rec); err != nil {
 			return nil, nil, err
@@ -96,18 +90,13 @@ func (h *harness) stream(ctx context.Context, ns string, w Workload, s scheduler
 
 // streamState measures the live jobs: GPUs held by bound pods, GPUs of fully bound jobs, partial
 // jobs and pending pods.
-func (h *harness) streamState(live []liveJob, rec *recorder) SaturationSample {
+func (h *harness) streamState(live []Job, rec *recorder) SaturationSample {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	var st SaturationSample
 	held, useful := 0, 0
 	for _, j := range live {
-		bound := 0
-		for i := 0; i < j.Pods; i++ {
-			if _, ok := rec.bound[podName(j.Job, i)]; ok {
-				bound++
-			}
-		}
+		bound, _ := rec.boundOfLocked(j)
 		held += bound * j.GPUs
 		st.PendingPods += j.Pods - bound
 		switch {
@@ -123,35 +112,22 @@ func (h *harness) streamState(live []liveJob, rec *recorder) SaturationSample {
 }
 
 // pickFinished splits off the share of fully bound jobs that finish this round: the ones that have
-// been running longest. Jobs not fully bound never finish (their pods could not start).
-func (h *harness) pickFinished(live []liveJob, share float64, rec *recorder) (keep, done []liveJob) {
+// been running longest, earlier submissions first on a tie. Jobs not fully bound never finish
+// (their pods could not start).
+func (h *harness) pickFinished(live []Job, share float64, rec *recorder) (keep, done []Job) {
 	type running struct {
-		idx   int
+		idx   int // in live, which is in submission order
 		since time.Time
 	}
 	var runs []running
 	rec.mu.Lock()
 	for k, j := range live {
-		var since time.Time
-		all := true
-		for i := 0; i < j.Pods && all; i++ {
-			t, ok := rec.bound[podName(j.Job, i)]
-			all = ok
-			if t.After(since) {
-				since = t
-			}
-		}
-		if all {
+		if bound, since := rec.boundOfLocked(j); bound == j.Pods {
 			runs = append(runs, running{k, since})
 		}
 	}
 	rec.mu.Unlock()
-	sort.Slice(runs, func(a, b int) bool {
-		if !runs[a].since.Equal(runs[b].since) {
-			return runs[a].since.Before(runs[b].since)
-		}
-		return live[runs[a].idx].order < live[runs[b].idx].order
-	})
+	sort.SliceStable(runs, func(a, b int) bool { return runs[a].since.Before(runs[b].since) })
 	n := int(math.Ceil(share * float64(len(runs))))
 	finished := map[int]bool{}
 	for _, r := range runs[:n] {
@@ -168,12 +144,12 @@ func (h *harness) pickFinished(live []liveJob, share float64, rec *recorder) (ke
 }
 
 // finish deletes the jobs' pods (force, as no kubelet runs) and PodGroups.
-func (h *harness) finish(ctx context.Context, ns string, jobs []liveJob, s schedulerUnderTest, rec *recorder) error {
+func (h *harness) finish(ctx context.Context, ns string, jobs []Job, s schedulerUnderTest, rec *recorder) error {
 	zero := int64(0)
 	err := inParallel(func(send func(string)) error {
 		for _, j := range jobs {
 			for i := 0; i < j.Pods; i++ {
-				send(podName(j.Job, i))
+				send(podName(j, i))
 			}
 		}
 		return nil
@@ -190,11 +166,7 @@ func (h *harness) finish(ctx context.Context, ns string, jobs []liveJob, s sched
 	}
 	for _, j := range jobs {
 		if j.Pods > 1 && s.Gang != gangNone {
-			gvr := t9kPodGroupGVR
-			if s.Gang == gangCoscheduling {
-				gvr = cosPodGroupGVR
-			}
-			if err := h.dyn.Resource(gvr).Namespace(ns).Delete(ctx, j.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			if err := h.dyn.Resource(podGroupGVR(s.Gang)).Namespace(ns).Delete(ctx, j.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				return err
 			}
 		}
@@ -206,12 +178,12 @@ func podName(j Job, i int) string { return fmt.Sprintf("%s-%d", j.Name, i) }
 
 // pendingReasons counts the scheduler's messages for the live jobs' unbound pods and returns the
 // most common, as "<count> × <message>".
-func pendingReasons(live []liveJob, rec *recorder, top int) []string {
+func pendingReasons(live []Job, rec *recorder, top int) []string {
 	rec.mu.Lock()
 	counts := map[string]int{}
 	for _, j := range live {
 		for i := 0; i < j.Pods; i++ {
-			pod := podName(j.Job, i)
+			pod := podName(j, i)
 			if _, ok := rec.bound[pod]; ok {
 				continue
 			}
