@@ -69,14 +69,15 @@ generate: $(BIN)/controller-gen
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/apis/...
 	$(BIN)/controller-gen crd:allowDangerousTypes=false paths=./pkg/apis/... output:crd:artifacts:config=manifests/crd
 	$(BIN)/controller-gen rbac:roleName=t9k-controllers paths=./pkg/... output:rbac:artifacts:config=manifests/rbac/controllers
+	$(BIN)/controller-gen crd:maxDescLen=0 paths=./pkg/admission/templateschema output:crd:artifacts:config=pkg/admission/templateschema
 
 ## verify-generate: fail when generated files are stale
 .PHONY: verify-generate
 verify-generate: generate
-	@git diff --exit-code -- pkg/apis manifests/crd manifests/rbac || \
+	@git diff --exit-code -- pkg/apis pkg/admission/templateschema manifests/crd manifests/rbac || \
 	  { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- pkg/apis manifests/crd manifests/rbac)" || \
-	  { git status --porcelain -- pkg/apis manifests/crd manifests/rbac; echo "untracked generated files: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- pkg/apis pkg/admission/templateschema manifests/crd manifests/rbac)" || \
+	  { git status --porcelain -- pkg/apis pkg/admission/templateschema manifests/crd manifests/rbac; echo "untracked generated files: run 'make generate' and commit"; exit 1; }
 
 ## lint: gofmt + go vet
 .PHONY: lint

@@ -94,7 +94,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestJobReplicas(t *testing.T) {
-	tmpl := corev1.PodTemplateSpec{Spec: *spec(rl("cpu", "1"), nil)}
+	tmpl := batchv1beta1.PodTemplate{PodTemplateSpec: corev1.PodTemplateSpec{Spec: *spec(rl("cpu", "1"), nil)}}
 	t9k := batchv1beta1.CommonJobSpec{Scheduler: &batchv1beta1.SchedulePolicy{T9kScheduler: &batchv1beta1.T9kScheduler{}}}
 	for _, tc := range []struct {
 		name      string

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"net/http"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -36,10 +37,13 @@ type Validator struct {
 	Direct         client.Reader // the resource-shapes ConfigMap, read only when a queue names a profile
 	Decoder        admission.Decoder
 	QueueNamespace string
+	// TopologyLevels are the scheduler's topology levels; a Required policy at another level is
+	// refused. Empty: not checked here (the scheduler then reports it on the PodGroup).
+	TopologyLevels []string
 }
 
 // newJob returns an empty object of a T9k job kind.
-func newJob(kind string) runtime.Object {
+func newJob(kind string) client.Object {
 	switch kind {
 	case "GenericJob":
 		return &batchv1beta1.GenericJob{}
@@ -93,11 +97,32 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if err := v.Decoder.Decode(req, &pg); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
+		if tp := pg.Spec.TopologyPolicy; tp != nil && specChanged(req) {
+			if errs := v.validateLevel(field.NewPath("spec", "topologyPolicy", "level"), *tp); len(errs) > 0 {
+				return invalid(req, errs)
+			}
+		}
+		if req.Operation != admissionv1.Create {
+			return admission.Allowed("")
+		}
 		in.QueueName = queuestatus.GroupQueue(&pg)
 	case req.Kind.Group == batchv1beta1.GroupVersion.Group && newJob(req.Kind.Kind) != nil:
 		obj := newJob(req.Kind.Kind)
 		if err := v.Decoder.Decode(req, obj); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
+		}
+		if specChanged(req) {
+			errs, err := v.validateJob(req, obj)
+			if err != nil {
+				return admission.Errored(http.StatusInternalServerError, err)
+			}
+			if len(errs) > 0 {
+				klog.FromContext(ctx).V(2).Info("invalid", "kind", req.Kind.Kind, "namespace", req.Namespace, "name", name, "errors", len(errs))
+				return invalid(req, errs)
+			}
+		}
+		if req.Operation != admissionv1.Create {
+			return admission.Allowed("")
 		}
 		q, reps, ok := JobReplicas(obj)
 		if !ok {

@@ -55,10 +55,12 @@ func ServiceClient(namespace, name string, port int32) ClientConfig {
 }
 
 // WebhookConfiguration is the ValidatingWebhookConfiguration the controllers keep in place.
-// Only CREATE is checked: admission is about new work entering a queue. matchConditions spare the
-// webhook (and its Fail policy) every pod not meant for the t9k scheduler and every job that does
-// not use it. nsSelector picks the namespaces; the kube-* ones are always left out so that a
-// stopped webhook can never block the cluster's own pods.
+// Pods are checked on CREATE (admission is about new work entering a queue), and only those meant
+// for the t9k scheduler (a matchCondition spares the webhook, and its Fail policy, every other
+// pod). Jobs and PodGroups are checked on CREATE and UPDATE, every one of them: their templates
+// are schemaless in the CRDs, so the webhook is what keeps an invalid template out of storage.
+// nsSelector picks the namespaces; the kube-* ones are always left out so that a stopped webhook
+// can never block the cluster's own pods.
 func WebhookConfiguration(name string, cc ClientConfig, ca []byte, nsSelector *metav1.LabelSelector) *admissionregv1.ValidatingWebhookConfiguration {
 	sel := nsSelector.DeepCopy()
 	if sel == nil {
@@ -67,7 +69,7 @@ func WebhookConfiguration(name string, cc ClientConfig, ca []byte, nsSelector *m
 	sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{
 		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
 		Values: []string{"kube-system", "kube-public", "kube-node-lease"}})
-	hook := func(name, path, group string, resources []string, cond *admissionregv1.MatchCondition) admissionregv1.ValidatingWebhook {
+	hook := func(name, path, group string, resources []string, ops []admissionregv1.OperationType, cond *admissionregv1.MatchCondition) admissionregv1.ValidatingWebhook {
 		w := admissionregv1.ValidatingWebhook{
 			Name:                    name,
 			ClientConfig:            cc(path, ca),
@@ -78,7 +80,7 @@ func WebhookConfiguration(name string, cc ClientConfig, ca []byte, nsSelector *m
 			TimeoutSeconds:          ptr.To[int32](10),
 			NamespaceSelector:       sel,
 			Rules: []admissionregv1.RuleWithOperations{{
-				Operations: []admissionregv1.OperationType{admissionregv1.Create},
+				Operations: ops,
 				Rule: admissionregv1.Rule{APIGroups: []string{group}, APIVersions: []string{"v1", "v1beta1"},
 					Resources: resources, Scope: ptr.To(admissionregv1.NamespacedScope)},
 			}},
@@ -88,14 +90,15 @@ func WebhookConfiguration(name string, cc ClientConfig, ca []byte, nsSelector *m
 		}
 		return w
 	}
+	create := []admissionregv1.OperationType{admissionregv1.Create}
+	createUpdate := []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update}
 	return &admissionregv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "t9k-controllers"}},
 		Webhooks: []admissionregv1.ValidatingWebhook{
-			hook(PodWebhook, PodPath, "", []string{"pods"}, &admissionregv1.MatchCondition{
+			hook(PodWebhook, PodPath, "", []string{"pods"}, create, &admissionregv1.MatchCondition{
 				Name: "t9k-scheduler", Expression: fmt.Sprintf("object.spec.schedulerName == '%s'", schedv1beta1.SchedulerName)}),
-			hook(PodGroupWebhook, PodGroupPath, schedv1beta1.GroupVersion.Group, []string{"podgroups"}, nil),
-			hook(JobWebhook, JobPath, batchv1beta1.GroupVersion.Group, JobResources, &admissionregv1.MatchCondition{
-				Name: "t9k-scheduler", Expression: "has(object.spec.scheduler) && has(object.spec.scheduler.t9kScheduler)"}),
+			hook(PodGroupWebhook, PodGroupPath, schedv1beta1.GroupVersion.Group, []string{"podgroups"}, createUpdate, nil),
+			hook(JobWebhook, JobPath, batchv1beta1.GroupVersion.Group, JobResources, createUpdate, nil),
 		},
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+	configv1 "github.com/tensorstack/t9k/pkg/plugins/apis/config/v1"
 	"github.com/tensorstack/t9k/pkg/queuestatus"
 )
 
@@ -45,6 +46,8 @@ type Options struct {
 	CertSecret        string
 	NamespaceSelector string // label selector of the namespaces checked; "" all (but kube-*)
 	Refresh           time.Duration
+	// TopologyLevels are the scheduler's T9kTopology levels (see Validator.TopologyLevels).
+	TopologyLevels []string
 }
 
 // AddFlags registers the webhook flags.
@@ -59,6 +62,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ConfigName, "webhook-config-name", "t9k-controllers", "Name of the ValidatingWebhookConfiguration the controllers create and keep up to date.")
 	fs.StringVar(&o.CertSecret, "webhook-cert-secret", "t9k-controllers-webhook-cert", "Secret (in the service namespace) holding the self-made CA and serving certificate, shared by all replicas.")
 	fs.StringVar(&o.NamespaceSelector, "webhook-namespace-selector", "", "Label selector of the namespaces whose workloads are checked, e.g. project.tensorstack.dev=true; empty checks all but kube-system, kube-public and kube-node-lease.")
+	fs.StringSliceVar(&o.TopologyLevels, "topology-levels", append([]string(nil), configv1.DefaultLevels...),
+		"The scheduler's topology levels (T9kTopology args.levels): a PodGroup or job that requires another level is refused. Empty: not checked (the scheduler reports it on the PodGroup).")
 	fs.DurationVar(&o.Refresh, "webhook-cert-refresh", 10*time.Minute, "How often certificates are checked for renewal and the webhook configuration for drift.")
 }
 
@@ -114,7 +119,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	srv := webhook.NewServer(webhook.Options{Host: o.BindAddress, Port: o.Port,
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.GetCertificate }}})
 	v := &Validator{Cache: mgr.GetClient(), Direct: mgr.GetAPIReader(), Decoder: admission.NewDecoder(mgr.GetScheme()),
-		QueueNamespace: o.QueueNamespace}
+		QueueNamespace: o.QueueNamespace, TopologyLevels: o.TopologyLevels}
 	for _, p := range []string{PodPath, PodGroupPath, JobPath} {
 		srv.Register(p, &webhook.Admission{Handler: v, RecoverPanic: ptr.To(true)})
 	}

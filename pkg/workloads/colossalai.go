@@ -41,9 +41,12 @@ func (j colossalaiJob) sshdPath() string {
 
 var never = RestartRule{Policy: batch.RestartPolicyNever}
 
+// RequiredTypes: the launcher has nobody to start without workers.
+func (j colossalaiJob) RequiredTypes() []string { return []string{"worker"} }
+
 func (j colossalaiJob) Replicas() []Replicas {
 	if w := j.Spec.Worker; w != nil { // 2024
-		launcher := &corev1.PodTemplateSpec{}
+		launcher := &batch.PodTemplate{}
 		if l := j.Spec.Launcher; l != nil {
 			launcher.Spec.Containers = []corev1.Container{{Name: "launcher", Image: l.Image, WorkingDir: l.WorkingDir,
 				Env: l.Env, Resources: l.Resources}}

@@ -98,8 +98,8 @@ func TestMPIProcessRecovery(t *testing.T) {
 }
 
 func TestTFConfigAndHostfile(t *testing.T) {
-	tmpl := &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "tensorflow",
-		Ports: []corev1.ContainerPort{{Name: "tfjob-port", ContainerPort: 3333}}}}}}
+	tmpl := &batch.PodTemplate{PodTemplateSpec: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "tensorflow",
+		Ports: []corev1.ContainerPort{{Name: "tfjob-port", ContainerPort: 3333}}}}}}}
 	c := NewCluster("TensorFlowTrainingJob", "tf", "ns", []Replicas{
 		{Type: "chief", Count: 1, MainContainer: "tensorflow"},
 		{Type: "worker", Count: 2, MainContainer: "tensorflow", Template: tmpl},

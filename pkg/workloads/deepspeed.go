@@ -34,6 +34,9 @@ func (j deepspeedJob) Elastic() *batch.ElasticConfig { return j.Spec.Elastic }
 func (j deepspeedJob) ElasticType() string           { return "worker" }
 func (j deepspeedJob) DebugCommand(string) []string  { return sshdCommand("") }
 
+// RequiredTypes: the launcher has nobody to start without workers.
+func (j deepspeedJob) RequiredTypes() []string { return []string{"worker"} }
+
 func (j deepspeedJob) Replicas() []Replicas {
 	return []Replicas{{
 		Type: "worker", Count: deref32(j.Spec.Worker.Replicas, 1), Template: &j.Spec.Worker.Template,

@@ -37,9 +37,11 @@ type Job interface {
 
 // Replicas is one replica group of a job.
 type Replicas struct {
-	Type     string
-	Count    int32
-	Template *corev1.PodTemplateSpec
+	Type  string
+	Count int32
+	// Template points into the job's spec (or is derived from it); its DecodeError says when the
+	// stored template is not a valid PodTemplateSpec.
+	Template *batch.PodTemplate
 	Restart  RestartRule
 	// Singleton names the one pod <job>-<type> without an index (MPI and ColossalAI launchers).
 	Singleton bool

@@ -70,6 +70,9 @@ func hasArg(args []string, a string) bool {
 	return false
 }
 
+// RequiredTypes: the launcher has nobody to start without workers.
+func (j mpiJob) RequiredTypes() []string { return []string{"worker"} }
+
 func (j mpiJob) Replicas() []Replicas {
 	if w := j.Spec.Worker; w != nil {
 		return []Replicas{

@@ -27,11 +27,10 @@ func ownerLabels(kind, name string) map[string]string {
 // buildPod makes the pod of one replica from its group's template: names, labels, DNS identity,
 // scheduler membership, the kind's injections, then the run mode's overrides.
 func buildPod(job Job, c *Cluster, g *Replicas, index int) (*corev1.Pod, error) {
-	tmpl := g.Template
-	if tmpl == nil {
-		tmpl = &corev1.PodTemplateSpec{}
+	tmpl := &corev1.PodTemplateSpec{}
+	if g.Template != nil {
+		tmpl = g.Template.PodTemplateSpec.DeepCopy()
 	}
-	tmpl = tmpl.DeepCopy()
 	pod := &corev1.Pod{Spec: tmpl.Spec}
 	pod.Name = c.PodName(g.Type, index)
 	pod.Namespace = c.Namespace

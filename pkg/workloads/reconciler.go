@@ -54,6 +54,10 @@ func (r *JobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if obj.GetDeletionTimestamp() != nil {
 		return ctrl.Result{}, nil // owner references let the garbage collector take the children
 	}
+	if bad := undecodable(job); bad != nil {
+		// Reported and skipped: nothing is created or deleted for a spec we cannot read.
+		return ctrl.Result{}, r.reportUndecodable(ctx, job, bad)
+	}
 	if cr, ok := job.(JobWithCustomReconcile); ok {
 		env := &ReconcileEnv{Ctx: ctx}
 		err := cr.Reconcile(r, env)
@@ -61,6 +65,36 @@ func (r *JobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	res, err := r.reconcile(ctx, job)
 	return r.result(ctx, res, err)
+}
+
+// undecodable returns the first template of the job that is not valid as stored (see
+// batch.PodTemplate), or nil.
+func undecodable(job Job) *batch.TemplateRef {
+	for _, t := range batch.Templates(job.Object()) {
+		if t.DecodeError() != "" {
+			return &t
+		}
+	}
+	return nil
+}
+
+// reportUndecodable says on the job why it does not run: ReplicaFailure=True (InvalidTemplate)
+// with the decoding error, and a Warning event when that is new.
+func (r *JobReconciler) reportUndecodable(ctx context.Context, job Job, t *batch.TemplateRef) error {
+	st := job.Status()
+	orig := st.DeepCopy()
+	msg := fmt.Sprintf("%s is not a valid template: %s; nothing is created until it is fixed", t.Path, t.DecodeError())
+	cs := &conditionSetter{st: st, now: r.now()}
+	cs.set(batch.JobConditionReplicaFailure, corev1.ConditionTrue, ReasonInvalidTemplate, msg)
+	if st.Phase == "" {
+		st.Phase = batch.JobPending
+	}
+	log.FromContext(ctx).Info("job has an undecodable template; skipped", "path", t.Path, "err", t.DecodeError())
+	if err := r.writeStatus(ctx, job, orig); err != nil {
+		return err
+	}
+	r.emit(job, cs.changed)
+	return nil
 }
 
 // result turns write conflicts (a stale cache) into a quiet retry.
@@ -131,7 +165,14 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		}
 	}
 
-	transitions := updateStatus(st, c, v, counts, out, paused, now)
+	// Missing pods are created before the status is written, so that a pod the apiserver refuses
+	// is reported in this very status (ReplicaFailure=True, FailedCreatePod) rather than hidden
+	// behind "All pods are running normally".
+	var createErr error
+	if !out.Done && !paused {
+		createErr = r.createMissing(ctx, job, c, v)
+	}
+	transitions := updateStatus(st, c, v, counts, out, paused, now, createErr)
 	if rp.ActiveDeadlineSeconds != nil && requeue == 0 && !out.Done {
 		requeue = time.Duration(*rp.ActiveDeadlineSeconds) * time.Second
 	}
@@ -140,6 +181,9 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		return ctrl.Result{}, err
 	}
 	r.emit(job, transitions)
+	if createErr != nil {
+		return ctrl.Result{}, createErr
+	}
 
 	switch {
 	case out.Done:
@@ -157,18 +201,9 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		return ctrl.Result{}, nil
 	}
 
-	gate, _ := job.(JobWithStartGate)
 	for _, s := range v.All() {
-		switch {
-		case s.Restarting:
+		if s.Restarting {
 			if err := r.deletePod(ctx, job, s.Pod, "Restarting"); err != nil {
-				return ctrl.Result{}, err
-			}
-		case s.Pod == nil:
-			if gate != nil && gate.Gated(s.Type) && !gate.ReadyToStart(s.Type, v) {
-				continue
-			}
-			if err := r.createPod(ctx, job, c, s); err != nil {
 				return ctrl.Result{}, err
 			}
 		}
@@ -231,11 +266,27 @@ func (r *JobReconciler) listPods(ctx context.Context, job Job) ([]*corev1.Pod, e
 	return out, nil
 }
 
+// createMissing creates the pod of every replica that has none (and whose start gate, if the
+// kind has one, is open). It returns the first refusal.
+func (r *JobReconciler) createMissing(ctx context.Context, job Job, c *Cluster, v *View) error {
+	gate, _ := job.(JobWithStartGate)
+	for _, s := range v.All() {
+		if s.Pod != nil || gate != nil && gate.Gated(s.Type) && !gate.ReadyToStart(s.Type, v) {
+			continue
+		}
+		if err := r.createPod(ctx, job, c, s); err != nil {
+			return err
+		}
+		s.Created = true
+	}
+	return nil
+}
+
 func (r *JobReconciler) createPod(ctx context.Context, job Job, c *Cluster, s *Slot) error {
 	pod, err := buildPod(job, c, c.Group(s.Type), s.Index)
 	if err != nil {
-		r.Recorder.Eventf(job.Object(), corev1.EventTypeWarning, "FailedCreatePod", "Building pod %s: %v", s.Name, err)
-		return err
+		r.Recorder.Eventf(job.Object(), corev1.EventTypeWarning, ReasonFailedCreatePod, "Building pod %s: %v", s.Name, err)
+		return fmt.Errorf("building pod %s: %w", s.Name, err)
 	}
 	if err := ctrl.SetControllerReference(job.Object(), pod, r.Scheme); err != nil {
 		return err
@@ -244,8 +295,8 @@ func (r *JobReconciler) createPod(ctx context.Context, job Job, c *Cluster, s *S
 		if apierrors.IsAlreadyExists(err) {
 			return nil // made by an earlier reconcile we have not observed yet
 		}
-		r.Recorder.Eventf(job.Object(), corev1.EventTypeWarning, "FailedCreatePod", "Error creating pod %s: %v", s.Name, err)
-		return err
+		r.Recorder.Eventf(job.Object(), corev1.EventTypeWarning, ReasonFailedCreatePod, "Error creating pod %s: %v", s.Name, err)
+		return fmt.Errorf("creating pod %s: %w", s.Name, err)
 	}
 	r.Recorder.Eventf(job.Object(), corev1.EventTypeNormal, "SuccessfulCreatePod", "Created pod: %s", pod.Name)
 	return nil

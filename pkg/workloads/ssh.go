@@ -124,8 +124,8 @@ func configMap(name string, data map[string]string) client.Object {
 // derivedLauncher builds a launcher template from a worker template when the job gives none
 // (the manuals allow "template: {}"): same image, working directory, env and volumes, no
 // resource requests beyond the defaults, since the launcher only runs mpirun/colossalai run.
-func derivedLauncher(worker *corev1.PodTemplateSpec, workerMain string) *corev1.PodTemplateSpec {
-	t := &corev1.PodTemplateSpec{}
+func derivedLauncher(worker *batch.PodTemplate, workerMain string) *batch.PodTemplate {
+	t := &batch.PodTemplate{}
 	if worker == nil || len(worker.Spec.Containers) == 0 {
 		return t
 	}

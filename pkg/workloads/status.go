@@ -21,6 +21,12 @@ const (
 	ReasonPaused         = "Paused"
 	ReasonResumed        = "Resumed"
 	ReasonAllPodsRunning = "AllPodsRunning"
+	// ReasonInvalidTemplate: a stored pod template does not decode (see batch.PodTemplate).
+	ReasonInvalidTemplate = "InvalidTemplate"
+	// ReasonFailedCreatePod: the apiserver refused a pod the controller built (LimitRange,
+	// ResourceQuota, Pod Security, a template the webhook could not know was wrong).
+	ReasonFailedCreatePod = "FailedCreatePod"
+	ReasonPodsNotCreated  = "PodsNotCreated"
 )
 
 // replicaPhase is a pod's phase as the job reports it: Pending before scheduling is Creating.
@@ -196,7 +202,8 @@ func (cs *conditionSetter) get(t batch.JobConditionType) *batch.JobCondition {
 
 // updateStatus fills phase, tasks, aggregate and conditions from what the reconciler observed
 // and decided, and returns the conditions that changed.
-func updateStatus(st *batch.JobStatus, c *Cluster, v *View, counts restartCounts, out Outcome, paused bool, now metav1.Time) []Transition {
+// createErr is the apiserver's refusal of a pod this reconcile tried to create, if any.
+func updateStatus(st *batch.JobStatus, c *Cluster, v *View, counts restartCounts, out Outcome, paused bool, now metav1.Time, createErr error) []Transition {
 	prev := st.DeepCopy()
 	st.Tasks = buildTasks(c, v, prev, counts)
 	st.Aggregate = aggregate(st.Tasks)
@@ -208,10 +215,23 @@ func updateStatus(st *batch.JobStatus, c *Cluster, v *View, counts restartCounts
 
 	cs := &conditionSetter{st: st, now: now}
 	cs.set(batch.JobConditionInitialized, corev1.ConditionTrue, "", MessageInitialized)
-	if s := firstFailedPod(v); s != nil {
+	switch s := firstFailedPod(v); {
+	case s != nil:
 		cs.set(batch.JobConditionReplicaFailure, corev1.ConditionTrue, ReasonErrorInPod, podErrorMessage(s))
-	} else {
-		cs.set(batch.JobConditionReplicaFailure, corev1.ConditionFalse, "", MessagePodsNormal)
+	case createErr != nil:
+		cs.set(batch.JobConditionReplicaFailure, corev1.ConditionTrue, ReasonFailedCreatePod, createErr.Error())
+	case out.Done || paused:
+		// Pods are gone on purpose; keep what the condition last said.
+		if cs.get(batch.JobConditionReplicaFailure) == nil {
+			cs.set(batch.JobConditionReplicaFailure, corev1.ConditionFalse, "", MessagePodsNormal)
+		}
+	default:
+		if missing, total := missingPods(v); missing > 0 {
+			cs.set(batch.JobConditionReplicaFailure, corev1.ConditionFalse, ReasonPodsNotCreated,
+				fmt.Sprintf("%d of %d pods are not created yet.", missing, total))
+		} else {
+			cs.set(batch.JobConditionReplicaFailure, corev1.ConditionFalse, "", MessagePodsNormal)
+		}
 	}
 	switch {
 	case out.Done && !out.Failed:
@@ -239,6 +259,16 @@ func updateStatus(st *batch.JobStatus, c *Cluster, v *View, counts restartCounts
 		st.CompletionTime = &now
 	}
 	return cs.changed
+}
+
+// missingPods counts the replicas that have no pod.
+func missingPods(v *View) (missing, total int) {
+	for _, s := range v.All() {
+		if s.Pod == nil && !s.Created {
+			missing++
+		}
+	}
+	return missing, len(v.All())
 }
 
 func firstFailedPod(v *View) *Slot {

@@ -58,7 +58,7 @@ func TestUpdateStatusConditions(t *testing.T) {
 		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 127}}}}
 	st := &batch.JobStatus{Phase: batch.JobRunning}
 	now := metav1.Now()
-	ts := updateStatus(st, c, v, restartCounts{perType: map[string]int32{}}, failed("The job is failed with rule: {\"worker\":[\"1\"]}"), false, now)
+	ts := updateStatus(st, c, v, restartCounts{perType: map[string]int32{}}, failed("The job is failed with rule: {\"worker\":[\"1\"]}"), false, now, nil)
 	want := map[batch.JobConditionType]batch.JobCondition{
 		batch.JobConditionInitialized:    {Status: corev1.ConditionTrue, Message: MessageInitialized},
 		batch.JobConditionReplicaFailure: {Status: corev1.ConditionTrue, Reason: ReasonErrorInPod, Message: "Pod[j-worker-1] exited with error code 127"},
@@ -82,7 +82,7 @@ func TestUpdateStatusConditions(t *testing.T) {
 		t.Errorf("aggregate %+v", a)
 	}
 	// Unchanged input: no transitions.
-	if ts := updateStatus(st, c, v, restartCounts{perType: map[string]int32{}}, failed("The job is failed with rule: {\"worker\":[\"1\"]}"), false, now); len(ts) != 0 {
+	if ts := updateStatus(st, c, v, restartCounts{perType: map[string]int32{}}, failed("The job is failed with rule: {\"worker\":[\"1\"]}"), false, now, nil); len(ts) != 0 {
 		t.Errorf("second update changed %v", ts)
 	}
 }

@@ -18,6 +18,8 @@ type Slot struct {
 	Restarting bool
 	// Exhausted: the pod failed and will not be recreated (policy or limits).
 	Exhausted bool
+	// Created: this reconcile created the pod (Pod is still nil: not observed yet).
+	Created bool
 }
 
 // Phase is the pod's phase, "" when there is no pod.

@@ -36,7 +36,9 @@ import (
 	"github.com/tensorstack/t9k/pkg/controlplane"
 	"github.com/tensorstack/t9k/pkg/durationkeeper"
 	"github.com/tensorstack/t9k/pkg/localcluster"
+	configv1 "github.com/tensorstack/t9k/pkg/plugins/apis/config/v1"
 	"github.com/tensorstack/t9k/pkg/queuestatus"
+	"github.com/tensorstack/t9k/pkg/workloads"
 )
 
 // queueEnv is a real apiserver with the queue status controllers, the admission webhook (served by
@@ -52,6 +54,22 @@ type queueEnv struct {
 
 func startQueueEnv(t *testing.T, keeper durationkeeper.Options) *queueEnv {
 	t.Helper()
+	return startEnv(t, envOptions{keeper: keeper})
+}
+
+// envOptions add to the queue environment.
+type envOptions struct {
+	keeper durationkeeper.Options
+	// jobs runs the job controllers too.
+	jobs bool
+	// before runs before the controllers (and their webhook) start: what it stores, no webhook
+	// has checked.
+	before func(client.Client)
+}
+
+func startEnv(t *testing.T, o envOptions) *queueEnv {
+	t.Helper()
+	keeper := o.keeper
 	cp := startControlPlane(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -60,6 +78,9 @@ func startQueueEnv(t *testing.T, keeper durationkeeper.Options) *queueEnv {
 	e := &queueEnv{t: t, ctx: ctx, cp: cp, c: c, kubeconfig: filepath.Join(t.TempDir(), "kubeconfig")}
 	require.NoError(t, cp.WriteKubeconfig(e.kubeconfig))
 	e.namespace("t9k-system", nil)
+	if o.before != nil {
+		o.before(c)
+	}
 
 	ctrl.SetLogger(klog.NewKlogr())
 	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
@@ -76,7 +97,10 @@ func startQueueEnv(t *testing.T, keeper durationkeeper.Options) *queueEnv {
 	require.NoError(t, admission.Setup(mgr, admission.Options{Enabled: true, QueueNamespace: "t9k-system",
 		BindAddress: "127.0.0.1", Port: port, URLHost: "127.0.0.1", ServiceName: "t9k-controllers-webhook",
 		ServiceNamespace: "t9k-system", ConfigName: "t9k-controllers", CertSecret: "t9k-controllers-webhook-cert",
-		Refresh: time.Minute}))
+		Refresh: time.Minute, TopologyLevels: configv1.DefaultLevels}))
+	if o.jobs {
+		require.NoError(t, workloads.SetupWithManager(mgr))
+	}
 	keeper.Enabled, keeper.QueueNamespace = true, "t9k-system"
 	require.NoError(t, durationkeeper.Setup(mgr, keeper))
 	done := make(chan error, 1)
@@ -197,9 +221,9 @@ func genericJob(ns, name, queue string, replicas int32, requests corev1.Resource
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: batch.GenericJobSpec{
 			CommonJobSpec: batch.CommonJobSpec{Scheduler: &batch.SchedulePolicy{T9kScheduler: &batch.T9kScheduler{Queue: queue}}},
-			ReplicaSpecs: []batch.ReplicaSpec{{Type: "worker", Replicas: ptr.To(replicas), Template: corev1.PodTemplateSpec{
+			ReplicaSpecs: []batch.ReplicaSpec{{Type: "worker", Replicas: ptr.To(replicas), Template: batch.PodTemplate{PodTemplateSpec: corev1.PodTemplateSpec{
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "worker", Image: "busybox",
-					Resources: corev1.ResourceRequirements{Requests: requests, Limits: requests}}}}}}},
+					Resources: corev1.ResourceRequirements{Requests: requests, Limits: requests}}}}}}}},
 		},
 	}
 }

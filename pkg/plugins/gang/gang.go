@@ -115,6 +115,10 @@ func (g *Gang) PreEnqueue(_ context.Context, pod *v1.Pod) *fwk.Status {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	}
 	g.state.SetCondition(key, v1beta1.PodGroupConditionSufficientMember, metav1.ConditionTrue, v1beta1.ReasonSufficientMemberPods, "PodGroup has enough member pods")
+	if c := g.state.Condition(key, v1beta1.PodGroupConditionScheduled); c != nil && c.Reason == v1beta1.ReasonInsufficientMemberPod {
+		// Written in the same status apply as SufficientGroupMember (the writer coalesces).
+		g.state.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, v1beta1.ReasonScheduling, "every member exists; the scheduler is placing them")
+	}
 	return nil
 }
 

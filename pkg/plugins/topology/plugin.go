@@ -21,8 +21,11 @@ package topology
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -205,6 +208,9 @@ func (p *Topology) onPod(o any, deleted bool) {
 func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
 	c := &cycle{gpus: podGPUs(pod, p.resource), nics: podGPUs(pod, p.nicRes)}
 	cs.Write(stateKey, c)
+	if st := p.checkLevel(cs, pod); st != nil {
+		return nil, st
+	}
 	if c.gpus == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
@@ -257,6 +263,24 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 	klog.FromContext(ctx).V(3).Info("planned gang", "gang", c.gang, "domain", plan.domain.Name, "members", len(reqs))
 	c.node = placed.Node
 	return &framework.PreFilterResult{NodeNames: nodeSet(placed.Node)}, nil
+}
+
+// checkLevel keeps a gang whose Required level is not one of the configured levels pending, with
+// a reason that names the level and the levels there are (GPU gangs and CPU-only gangs alike):
+// nothing a person can do about the cluster would help it.
+func (p *Topology) checkLevel(cs fwk.CycleState, pod *v1.Pod) *fwk.Status {
+	key, ok := groupstate.KeyOf(pod)
+	if !ok || key.Pod {
+		return nil
+	}
+	gang, _ := p.groups.Gang(pod)
+	tp := gang.TopologyPolicy
+	if tp == nil || tp.Mode != schedv1beta1.TopologyRequired || slices.Contains(p.args.Levels, tp.Level) {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown topology level %q; configured levels: %s", tp.Level, strings.Join(p.args.Levels, ", "))
+	p.groups.RecordPending(cs, key, schedv1beta1.ReasonUnknownTopologyLevel, msg)
+	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 }
 
 // excluded returns the nodes the gang must not be planned on: those the pod may not use at all
@@ -423,9 +447,11 @@ func (p *Topology) PreBind(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	if st != nil {
 		return st
 	}
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`,
-		devicev1beta1.AnnotationGPUs, ann[devicev1beta1.AnnotationGPUs], devicev1beta1.AnnotationNICs, ann[devicev1beta1.AnnotationNICs])
-	_, err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}})
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	_, err = p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	if err != nil {
 		return fwk.AsStatus(fmt.Errorf("annotating GPUs: %w", err))
 	}

@@ -17,7 +17,6 @@ limitations under the License.
 package v1beta1
 
 import (
-	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -34,7 +33,7 @@ type BeamJobSpec struct {
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
-	JobTemplate batchv1.JobTemplateSpec `json:"jobTemplate"`
+	JobTemplate JobTemplate `json:"jobTemplate"`
 	// +optional
 	RunPolicy *BeamRunPolicy `json:"runPolicy,omitempty"`
 }
@@ -42,16 +41,25 @@ type BeamJobSpec struct {
 // FlinkClusterTemplateSpec is a FlinkCluster's metadata and spec. The spec belongs to the Flink
 // operator's API, so it is kept opaque rather than copied (and left to drift) here.
 type FlinkClusterTemplateSpec struct {
-	// +kubebuilder:validation:Schemaless
-	// +kubebuilder:validation:Type=object
+	// ObjectMeta holds the FlinkCluster's labels and annotations; other metadata is kept but not
+	// used (the controller names the cluster).
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	ObjectMeta metav1.ObjectMeta `json:"metadata,omitempty"`
+	ObjectMeta TemplateMeta `json:"metadata,omitempty"`
 	// Spec is a flinkoperator.k8s.io FlinkClusterSpec (flinkVersion, image, jobManager,
 	// taskManager, flinkProperties, ...).
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	Spec runtime.RawExtension `json:"spec"`
+}
+
+// TemplateMeta is the metadata of a template: typed labels and annotations, so that nothing
+// stored can fail to decode.
+type TemplateMeta struct {
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // BeamRunPolicy is BeamJob's run policy.

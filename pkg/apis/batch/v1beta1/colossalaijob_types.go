@@ -107,7 +107,7 @@ type ColossalAIWorker struct {
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	Template corev1.PodTemplateSpec `json:"template,omitempty"`
+	Template PodTemplate `json:"template,omitempty"`
 }
 
 // ColossalAISSHConfig says where ssh keys are mounted and where sshd is in the worker image.

@@ -77,7 +77,7 @@ type ReplicaSpec struct {
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	Template corev1.PodTemplateSpec `json:"template,omitempty"`
+	Template PodTemplate `json:"template,omitempty"`
 }
 
 // TrainingReplicaSpec is a group of replicas with the string-form restart policy
@@ -101,7 +101,7 @@ type TrainingReplicaSpec struct {
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	Template corev1.PodTemplateSpec `json:"template,omitempty"`
+	Template PodTemplate `json:"template,omitempty"`
 }
 
 // CommonJobSpec holds the fields every job kind has, so that one generic reconciler can read them.

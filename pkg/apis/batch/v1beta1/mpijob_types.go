@@ -17,7 +17,6 @@ limitations under the License.
 package v1beta1
 
 import (
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -101,7 +100,7 @@ type MPIWorker struct {
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	Template corev1.PodTemplateSpec `json:"template,omitempty"`
+	Template PodTemplate `json:"template,omitempty"`
 }
 
 // ProcessRecovery lets mpirun restart failed processes (OpenMPI --enable-recovery).

@@ -164,6 +164,9 @@ const (
 	// ReasonPermitTimeout: some members were placed but the quorum was not reached within the
 	// schedule timeout; every placed member was released.
 	ReasonPermitTimeout = "PermitTimeout"
+	// ReasonScheduling: every member exists and the scheduler is placing them (replaces a stale
+	// InsufficientMemberPod, so the two conditions never contradict each other).
+	ReasonScheduling = "Scheduling"
 	// ReasonPreempting: the scheduler evicted lower-priority gangs to make room for the group
 	// and waits for them to terminate.
 	ReasonPreempting = "Preempting"
