@@ -93,6 +93,13 @@ test: build tools verify-generate lint
 	T9K_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
 	T9K_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 40m -p 1 ./test/...
 
+## fuzz: the manifest fuzz test at length (FUZZ_CASES, FUZZ_SEED); `make test` runs 240 cases
+FUZZ_CASES ?= 2000
+FUZZ_SEED ?= 1
+.PHONY: fuzz
+fuzz: build tools
+	T9K_BIN_DIR=$(BIN) T9K_FUZZ_CASES=$(FUZZ_CASES) T9K_FUZZ_SEED=$(FUZZ_SEED) $(GO) test -count=1 -timeout 90m -run "TestExamplesAndFuzz" -v ./test/fuzz/
+
 ## bench: Go benchmarks, then the schedulers side by side (BENCH_NODES=5000 for the big run)
 BENCH_NODES ?= 500
 BENCH_OUT ?= docs/bench/$(BENCH_NODES)-nodes

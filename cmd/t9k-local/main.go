@@ -63,7 +63,7 @@ func run() error {
 		fmt.Println("[t9k-local] stopped; nothing left running")
 	}()
 
-	if err := startBinaries(c, *binDir, *schedCfg, *noAgent); err != nil {
+	if err := c.StartBinaries(localcluster.BinariesOptions{SchedulerConfig: *schedCfg, NoDeviceAgent: *noAgent}); err != nil {
 		return err
 	}
 	// Give the children a moment to fail on bad flags or config before declaring success.
@@ -123,43 +123,4 @@ Press Ctrl-C to stop.
 			}
 		}
 	}
-}
-
-// startBinaries runs the three t9k binaries against the cluster.
-func startBinaries(c *localcluster.Cluster, binDir, schedCfg string, noAgent bool) error {
-	cfg := filepath.Join(c.Dir, "scheduler-config.yaml")
-	if err := localcluster.WriteSchedulerConfig(schedCfg, cfg, c.Kubeconfig); err != nil {
-		return fmt.Errorf("scheduler config: %w", err)
-	}
-	ports := make([]int, 5)
-	for i := range ports {
-		p, err := localcluster.FreePort()
-		if err != nil {
-			return err
-		}
-		ports[i] = p
-	}
-	fmt.Printf("[t9k-local] starting t9k-scheduler (https://127.0.0.1:%d/metrics)\n", ports[0])
-	if err := c.StartProcess("t9k-scheduler", filepath.Join(binDir, "t9k-scheduler"),
-		"--config="+cfg, "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports[0]),
-		"--authentication-skip-lookup", "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics"); err != nil {
-		return err
-	}
-	fmt.Printf("[t9k-local] starting t9k-controllers (http://127.0.0.1:%d/metrics)\n", ports[1])
-	if err := c.StartProcess("t9k-controllers", filepath.Join(binDir, "t9k-controllers"),
-		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false",
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
-		// The apiserver runs on this machine: it calls the admission webhook on loopback, and the
-		// controllers register it themselves with a CA they make.
-		"--webhook-bind-address=127.0.0.1", "--webhook-url-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", ports[4])); err != nil {
-		return err
-	}
-	if noAgent {
-		return nil
-	}
-	fmt.Printf("[t9k-local] starting device-agent for all simulated nodes (http://127.0.0.1:%d/metrics)\n", ports[3])
-	return c.StartProcess("device-agent", filepath.Join(binDir, "device-agent"),
-		"--kubeconfig="+c.Kubeconfig, "--simulate-nodes="+localcluster.LabelSimulated+"=true",
-		fmt.Sprintf("--metrics-addr=127.0.0.1:%d", ports[3]))
 }

@@ -18,12 +18,20 @@ import (
 	"k8s.io/kubernetes/pkg/apis/core"
 	corev1internal "k8s.io/kubernetes/pkg/apis/core/v1"
 	corevalidation "k8s.io/kubernetes/pkg/apis/core/validation"
+	"k8s.io/kubernetes/pkg/capabilities"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	batchv1beta1 "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
 	"github.com/tensorstack/t9k/pkg/workloads"
 )
+
+func init() {
+	// Whether privileged containers are allowed is the cluster's policy (kube-apiserver
+	// --allow-privileged, Pod Security), not something a job's template can be refused for here;
+	// a pod the cluster refuses is reported on the job (FailedCreatePod).
+	capabilities.Setup(true, 0)
+}
 
 //go:embed templateschema/admission.t9k.internal_podtemplateholders.yaml
 var podTemplateHolderCRD []byte

@@ -50,6 +50,7 @@ func (j colossalaiJob) Replicas() []Replicas {
 		if l := j.Spec.Launcher; l != nil {
 			launcher.Spec.Containers = []corev1.Container{{Name: "launcher", Image: l.Image, WorkingDir: l.WorkingDir,
 				Env: l.Env, Resources: l.Resources}}
+			launcher.Annotations = w.Template.Annotations // as derivedLauncher does
 		} else {
 			launcher = derivedLauncher(&w.Template, "worker")
 		}

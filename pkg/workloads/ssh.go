@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -121,9 +122,17 @@ func configMap(name string, data map[string]string) client.Object {
 	return cm
 }
 
+// derivedLauncherResources are the derived launcher's requests and limits: it only runs
+// mpirun/colossalai run, but it must declare what it uses, or a Queue with a cpu or memory quota
+// refuses it ("every container must declare requests.cpu") and the job never starts.
+var derivedLauncherResources = corev1.ResourceList{
+	corev1.ResourceCPU:    resource.MustParse("500m"),
+	corev1.ResourceMemory: resource.MustParse("512Mi"),
+}
+
 // derivedLauncher builds a launcher template from a worker template when the job gives none
-// (the manuals allow "template: {}"): same image, working directory, env and volumes, no
-// resource requests beyond the defaults, since the launcher only runs mpirun/colossalai run.
+// (the manuals allow "template: {}"): same image, working directory, env and volumes, and small
+// declared resources (derivedLauncherResources).
 func derivedLauncher(worker *batch.PodTemplate, workerMain string) *batch.PodTemplate {
 	t := &batch.PodTemplate{}
 	if worker == nil || len(worker.Spec.Containers) == 0 {
@@ -138,7 +147,11 @@ func derivedLauncher(worker *batch.PodTemplate, workerMain string) *batch.PodTem
 	t.Spec.Containers = []corev1.Container{{
 		Name: "launcher", Image: w.Image, ImagePullPolicy: w.ImagePullPolicy, WorkingDir: w.WorkingDir,
 		Env: w.Env, EnvFrom: w.EnvFrom, VolumeMounts: w.VolumeMounts, SecurityContext: w.SecurityContext,
+		Resources: corev1.ResourceRequirements{Requests: derivedLauncherResources.DeepCopy(), Limits: derivedLauncherResources.DeepCopy()},
 	}}
+	// The worker's annotations (sidecar injection, the local cluster's run-duration) apply to the
+	// launcher too.
+	t.Annotations = worker.Annotations
 	t.Spec.Volumes = worker.Spec.Volumes
 	t.Spec.ImagePullSecrets = worker.Spec.ImagePullSecrets
 	t.Spec.SecurityContext = worker.Spec.SecurityContext

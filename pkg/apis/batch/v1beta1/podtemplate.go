@@ -18,6 +18,7 @@ package v1beta1
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -45,9 +46,25 @@ type PodTemplate struct {
 }
 
 // UnmarshalJSON never fails on a malformed template: see PodTemplate.
+//
+// One shape of the public manuals (the XGBoostTrainingJob example's worker) puts the pod spec's
+// fields straight under template, without spec; such a template is read as if they were under
+// spec, so that the manual's job runs as its author meant.
 func (t *PodTemplate) UnmarshalJSON(b []byte) error {
 	*t = PodTemplate{}
 	t.DecodeError, t.Raw = lenientUnmarshal(b, &t.PodTemplateSpec)
+	if t.DecodeError == "" && len(t.Spec.Containers) == 0 {
+		var probe struct {
+			Spec       stdjson.RawMessage `json:"spec"`
+			Containers stdjson.RawMessage `json:"containers"`
+		}
+		if stdjson.Unmarshal(b, &probe) == nil && probe.Spec == nil && probe.Containers != nil {
+			var spec corev1.PodSpec
+			if msg, _ := lenientUnmarshal(b, &spec); msg == "" {
+				t.Spec = spec
+			}
+		}
+	}
 	return nil
 }
 

@@ -75,3 +75,15 @@ func TestTemplatesPaths(t *testing.T) {
 	assert.Equal(t, "spec.jobTemplate", refs[0].Path)
 	assert.NotNil(t, refs[0].Job)
 }
+
+// The manuals' XGBoost example writes the worker's containers straight under template.
+func TestTemplateWithoutSpec(t *testing.T) {
+	var rs ReplicaSpec
+	require.NoError(t, json.Unmarshal([]byte(`{"type":"worker","template":{"containers":[{"name":"xgboost","image":"x"}]}}`), &rs))
+	require.Empty(t, rs.Template.DecodeError)
+	require.Len(t, rs.Template.Spec.Containers, 1)
+	assert.Equal(t, "x", rs.Template.Spec.Containers[0].Image)
+	// A template with spec is read as written, even when spec has no containers.
+	require.NoError(t, json.Unmarshal([]byte(`{"type":"worker","template":{"spec":{},"containers":[{"image":"x"}]}}`), &rs))
+	assert.Empty(t, rs.Template.Spec.Containers)
+}

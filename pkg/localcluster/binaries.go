@@ -1,0 +1,66 @@
+package localcluster
+
+import (
+	"fmt"
+	"path/filepath"
+)
+
+// BinariesOptions say which t9k binaries StartBinaries runs.
+type BinariesOptions struct {
+	// SchedulerConfig is the KubeSchedulerConfiguration for t9k-scheduler (its kubeconfig and
+	// leader election are set for this cluster).
+	SchedulerConfig string
+	// NoDeviceAgent leaves the device-agent out.
+	NoDeviceAgent bool
+	// DefaultScheduler also runs the stock kube-scheduler as "default-scheduler", so that pods
+	// that do not name t9k-scheduler are scheduled as on a real cluster.
+	DefaultScheduler bool
+}
+
+// StartBinaries runs t9k-scheduler, t9k-controllers (with its admission webhook, reached by the
+// apiserver on loopback) and the device-agent for every simulated node, from c.BinDir.
+func (c *Cluster) StartBinaries(o BinariesOptions) error {
+	cfg := filepath.Join(c.Dir, "scheduler-config.yaml")
+	if err := WriteSchedulerConfig(o.SchedulerConfig, cfg, c.Kubeconfig); err != nil {
+		return fmt.Errorf("scheduler config: %w", err)
+	}
+	ports := make([]int, 6)
+	for i := range ports {
+		p, err := FreePort()
+		if err != nil {
+			return err
+		}
+		ports[i] = p
+	}
+	c.step("starting t9k-scheduler (https://127.0.0.1:%d/metrics)", ports[0])
+	if err := c.StartProcess("t9k-scheduler", filepath.Join(c.BinDir, "t9k-scheduler"),
+		"--config="+cfg, "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports[0]),
+		"--authentication-skip-lookup", "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics"); err != nil {
+		return err
+	}
+	c.step("starting t9k-controllers (http://127.0.0.1:%d/metrics)", ports[1])
+	if err := c.StartProcess("t9k-controllers", filepath.Join(c.BinDir, "t9k-controllers"),
+		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false",
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
+		// The apiserver runs on this machine: it calls the admission webhook on loopback, and the
+		// controllers register it themselves with a CA they make.
+		"--webhook-bind-address=127.0.0.1", "--webhook-url-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", ports[4])); err != nil {
+		return err
+	}
+	if o.DefaultScheduler {
+		c.step("starting kube-scheduler as default-scheduler")
+		if err := c.StartProcess("kube-scheduler", filepath.Join(c.BinDir, "kube-scheduler"),
+			"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1",
+			fmt.Sprintf("--secure-port=%d", ports[5]), "--kube-api-qps=200", "--kube-api-burst=400"); err != nil {
+			return err
+		}
+	}
+	if o.NoDeviceAgent {
+		return nil
+	}
+	c.step("starting device-agent for all simulated nodes (http://127.0.0.1:%d/metrics)", ports[3])
+	return c.StartProcess("device-agent", filepath.Join(c.BinDir, "device-agent"),
+		"--kubeconfig="+c.Kubeconfig, "--simulate-nodes="+LabelSimulated+"=true",
+		fmt.Sprintf("--metrics-addr=127.0.0.1:%d", ports[3]))
+}
