@@ -158,7 +158,13 @@ func TestChooseGreedyOnLargeNode(t *testing.T) {
 	}
 }
 
-// --- property test: Choose equals brute force over all k-subsets ---
+// --- property test: Choose equals brute force over all k-subsets, by Choose's own objective ---
+//
+// This checks the search, not the choice: that Choose (incremental sums, leftover terms, greedy
+// cut-off) finds exactly the set its documented Quality ranks first. Whether that set is a good
+// one is judged against an objective Choose does not share — the ring yardstick,
+// baseline.RingBandwidth — in ring_prop_test.go (random machines) and
+// gpuallocator_compare_test.go (fixture machines, against go-gpuallocator).
 
 func randomSpec(r *rand.Rand, n int) GPUTopologySpec {
 	var s GPUTopologySpec
@@ -201,7 +207,8 @@ func randomSpec(r *rand.Rand, n int) GPUTopologySpec {
 	return s
 }
 
-// refQuality computes Quality straight from the spec, independently of the compiled topology.
+// refQuality computes Quality straight from the spec, independently of the compiled topology (but
+// by Quality's definition, which is Choose's objective: agreement here says nothing about quality).
 func refQuality(s GPUTopologySpec, free uint64, set []int, wantNICs int) Quality {
 	links := func(i, j int) int {
 		a, b := s.GPUs[i], s.GPUs[j]

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"math/bits"
 	"math/rand"
 	"strings"
 	"testing"
@@ -195,21 +196,35 @@ func TestPlanMatchesBruteForce(t *testing.T) {
 }
 
 // TestPlanNeverDoubleBooksAcrossGangs plans and applies random gangs on one cluster until it is
-// full, then checks every GPU was handed out at most once and the counts add up.
+// full, replaying every placement against a ledger of its own — the GPUs the nodes started with in
+// use plus every GPU handed out since — and fails on any conflict: a pod given the wrong number of
+// GPUs, a GPU that does not exist, or a GPU already held (by a pod from before or handed out
+// earlier, including to another member of the same gang). It also checks that the cluster's view
+// of each node's free GPUs stays the complement of the ledger and that the counts add up.
 func TestPlanNeverDoubleBooksAcrossGangs(t *testing.T) {
 	r := rand.New(rand.NewSource(3))
+	const gpusPerNode = 8       // fabric's DGX H100 nodes
+	held := map[string]uint64{} // the ledger: node name (as fabric names it) → GPUs in use
 	c := fabric(t, 2, 3, 5, func(s, b, n int) []int {
 		var u []int
-		for g := 0; g < 8; g++ {
+		for g := 0; g < gpusPerNode; g++ {
 			if r.Intn(4) == 0 {
 				u = append(u, g)
+				held[fmt.Sprintf("s%d-b%d-n%d", s, b, n)] |= 1 << uint(g)
 			}
 		}
 		return u
 	})
+	if len(c.nodes) != 2*3*5 {
+		t.Fatalf("%d nodes", len(c.nodes))
+	}
+	for name := range c.nodes {
+		if f, _ := c.FreeGPUs(name); len(f) != gpusPerNode-bits.OnesCount64(held[name]) {
+			t.Fatalf("%s starts with %d free GPUs, the ledger says %d in use", name, len(f), bits.OnesCount64(held[name]))
+		}
+	}
 	start := c.Domains(len(c.levels))[0].FreeGPUs
-	handed := map[string]uint64{}
-	total := 0
+	total, pods := 0, 0
 	for i := 0; i < 200; i++ {
 		g := Gang{Groups: workers(1+r.Intn(6), []int{1, 2, 4, 8}[r.Intn(4)]),
 			Policy: Policy{Mode: PolicyMode(r.Intn(3)), Level: lBlock}}
@@ -221,26 +236,53 @@ func TestPlanNeverDoubleBooksAcrossGangs(t *testing.T) {
 		if err := c.Apply(g, p); err != nil {
 			t.Fatal(err)
 		}
+		var conflicts []string
 		for _, pl := range p.Placements {
+			pods++
+			if want := g.Groups[pl.Group].GPUs; len(pl.GPUs) != want {
+				conflicts = append(conflicts, fmt.Sprintf("member %d/%d on %s got %d GPUs %v, asked %d", pl.Group, pl.Ordinal, pl.Node, len(pl.GPUs), pl.GPUs, want))
+			}
 			for _, x := range pl.GPUs {
-				if handed[pl.Node]&(1<<uint(x)) != 0 {
-					t.Fatalf("GPU %d on %s handed out twice", x, pl.Node)
+				bit := uint64(1) << uint(x)
+				switch {
+				case x < 0 || x >= gpusPerNode:
+					conflicts = append(conflicts, fmt.Sprintf("member %d/%d on %s got GPU %d, which does not exist", pl.Group, pl.Ordinal, pl.Node, x))
+				case held[pl.Node]&bit != 0:
+					conflicts = append(conflicts, fmt.Sprintf("member %d/%d on %s got GPU %d, already held", pl.Group, pl.Ordinal, pl.Node, x))
+				default:
+					held[pl.Node] |= bit
+					total++
 				}
-				handed[pl.Node] |= 1 << uint(x)
-				total++
+			}
+		}
+		if len(conflicts) > 0 {
+			t.Fatalf("gang %d: %d conflicts:\n%s", i, len(conflicts), strings.Join(conflicts, "\n"))
+		}
+		for _, pl := range p.Placements {
+			f, _ := c.FreeGPUs(pl.Node)
+			var fm uint64
+			for _, x := range f {
+				fm |= 1 << uint(x)
+			}
+			if want := maskOfFirst(gpusPerNode) &^ held[pl.Node]; fm != want {
+				t.Fatalf("gang %d: free GPUs on %s: cluster says %v, the ledger %v", i, pl.Node, f, maskIndices(want))
 			}
 		}
 	}
 	left := c.Domains(len(c.levels))[0].FreeGPUs
-	if start-left != total || total == 0 {
-		t.Fatalf("start %d, left %d, handed out %d", start, left, total)
+	if start-left != total || total == 0 || pods == 0 {
+		t.Fatalf("start %d, left %d, handed out %d to %d pods", start, left, total, pods)
 	}
 	recount := 0
 	for name := range c.nodes {
 		f, _ := c.FreeGPUs(name)
 		recount += len(f)
+		if want := gpusPerNode - bits.OnesCount64(held[name]); len(f) != want {
+			t.Fatalf("%s: cluster says %d free, the ledger %d", name, len(f), want)
+		}
 	}
 	if recount != left {
 		t.Fatalf("cluster says %d free, nodes say %d", left, recount)
 	}
+	t.Logf("%d pods placed, %d GPUs handed out, no conflicts", pods, total)
 }

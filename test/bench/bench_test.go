@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"image"
 	_ "image/png"
+	"math"
 	"os"
 	"testing"
 
@@ -95,4 +96,33 @@ func TestSmoke(t *testing.T) {
 		require.Equal(t, "png", format)
 		require.Greater(t, cfg.Width, 400)
 	}
+}
+
+// The report's summaries: medians with their spread, rotation of the order, and no percentile
+// from too few samples.
+func TestSummaries(t *testing.T) {
+	require.Equal(t, "2.0 (1.0–9.0)", spread("%.1f", []float64{9, 1, 2}))
+	require.Equal(t, "2.5 (1.0–9.0)", spread("%.1f", []float64{9, 1, 2, 3}))
+	require.Equal(t, "4", spread("%.0f", []float64{4, math.NaN()}))
+	require.Equal(t, "–", spread("%.0f", []float64{math.NaN()}))
+
+	s := []schedulerUnderTest{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	var order []string
+	for _, x := range rotated(s, 4) {
+		order = append(order, x.Name)
+	}
+	require.Equal(t, []string{"b", "c", "a"}, order)
+
+	few := stats([]float64{1, 2, 3})
+	require.Equal(t, 3, few.N)
+	require.Equal(t, 2.0, few.Avg)
+	require.True(t, math.IsNaN(few.P99), "p99 of 3 samples")
+	many := stats(make([]float64, minPercentileSamples))
+	require.False(t, math.IsNaN(many.P99))
+	b, err := json.Marshal(few)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"n":3,"avg":2,"p50":null,"p90":null,"p99":null}`, string(b))
+	var back Stats
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.True(t, math.IsNaN(back.P50))
 }

@@ -25,6 +25,9 @@ func (r *Report) writeCharts(dir string) ([]string, error) {
 	byWorkload := map[string][]Run{}
 	var order []string
 	for _, run := range r.Runs {
+		if run.Repeat != 0 {
+			continue // one line per scheduler: the first run
+		}
 		if _, ok := byWorkload[run.Workload]; !ok {
 			order = append(order, run.Workload)
 		}

@@ -42,9 +42,12 @@ type Options struct {
 	StallTimeout time.Duration
 	// StreamRounds, when set, overrides the rounds of stream workloads (the smoke test runs one).
 	StreamRounds *int
-	BinDir       string
-	Log          io.Writer
-	WorkDir      string
+	// Repeats runs every workload this many times under each scheduler, the schedulers' order
+	// rotated by one each time, so that neither order nor a growing etcd favours one; 0 means 1.
+	Repeats int
+	BinDir  string
+	Log     io.Writer
+	WorkDir string
 }
 
 type harness struct {
@@ -155,19 +158,32 @@ func Measure(ctx context.Context, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("unknown workload %q", wname)
 		}
 		rep.Descriptions[wname] = w.Description
-		for _, s := range scheds {
-			if w.Stream != nil && s.Ceiling {
-				h.logf("%s / %s: skipped (binds without fitting, so it has no saturation)", w.Name, s.Name)
-				continue
+		for round := range max(opts.Repeats, 1) {
+			for _, s := range rotated(scheds, round) {
+				if w.Stream != nil && s.Ceiling {
+					if round == 0 {
+						h.logf("%s / %s: skipped (binds without fitting, so it has no saturation)", w.Name, s.Name)
+					}
+					continue
+				}
+				h.logf("%s / %s: run %d of %d", w.Name, s.Name, round+1, max(opts.Repeats, 1))
+				r, err := h.runOne(ctx, w, s)
+				if err != nil {
+					return nil, fmt.Errorf("%s under %s: %w", w.Name, s.Name, err)
+				}
+				r.Repeat = round
+				rep.Runs = append(rep.Runs, *r)
 			}
-			r, err := h.runOne(ctx, w, s)
-			if err != nil {
-				return nil, fmt.Errorf("%s under %s: %w", w.Name, s.Name, err)
-			}
-			rep.Runs = append(rep.Runs, *r)
 		}
 	}
+	rep.Repeats = max(opts.Repeats, 1)
 	return rep, nil
+}
+
+// rotated returns the schedulers starting at the i-th (mod their number).
+func rotated(scheds []schedulerUnderTest, i int) []schedulerUnderTest {
+	i %= len(scheds)
+	return append(append([]schedulerUnderTest(nil), scheds[i:]...), scheds[:i]...)
 }
 
 // benchMachines is the bench cluster's mix, one machine per block in turn: half NVSwitch DGX H100

@@ -19,6 +19,7 @@ import (
 // NodeDevices the node published. Nodes of one fixture share one machine.
 type machine struct {
 	fixture string
+	spec    topology.GPUTopologySpec
 	topo    *topology.GPUTopology
 	alloc   *baseline.Allocator
 	pos     map[int32]int // NVML index → position in topo
@@ -45,7 +46,7 @@ func (h *harness) loadMachines(ctx context.Context, c client.Client) error {
 			if err != nil {
 				return fmt.Errorf("NodeDevices %s: %w", nd.Name, err)
 			}
-			m = &machine{fixture: nd.Status.Fixture, topo: topo, alloc: alloc, pos: map[int32]int{}}
+			m = &machine{fixture: nd.Status.Fixture, spec: spec, topo: topo, alloc: alloc, pos: map[int32]int{}}
 			for p, g := range nd.Status.GPUs {
 				m.pos[g.Index] = p
 			}
@@ -61,22 +62,28 @@ func (h *harness) loadMachines(ctx context.Context, c client.Client) error {
 
 // Interconnect compares the GPU sets pods got with what go-gpuallocator (the NVIDIA device
 // plugin's preferred allocation) would take from the same free GPUs. Only pods with a real choice
-// count: 2 or more GPUs, fewer than the node has. Scores are go-gpuallocator's own pair score
-// (Σ pairs 100·NVLinks + PCIe points, true NVLink counts).
+// count: 2 or more GPUs, fewer than the node has. Sets are scored by an independent yardstick,
+// baseline.RingBandwidth: the bottleneck bandwidth (GB/s) of the best ring over the set, read
+// from the machine's raw topology (NVLink counts, PCIe paths) and used by neither chooser.
 type Interconnect struct {
 	Pods     int     `json:"pods"`
-	Score    float64 `json:"meanScore"`         // mean score of the sets pods got
-	Baseline float64 `json:"meanBaselineScore"` // mean score of go-gpuallocator's sets
-	Better   int     `json:"better"`            // pods whose set scores above go-gpuallocator's
+	Score    float64 `json:"meanRingGBps"`         // mean ring bottleneck of the sets pods got
+	Baseline float64 `json:"meanBaselineRingGBps"` // mean ring bottleneck of go-gpuallocator's sets
+	Better   int     `json:"better"`               // pods whose set rings faster than go-gpuallocator's
 	Worse    int     `json:"worse"`
 	// NVLinked counts pods whose GPUs are joined pairwise by NVLink (bridge or NVSwitch): where
 	// the pod landed matters as much as which GPUs of the node it got.
 	NVLinked int `json:"nvlinked"`
 	// Chooser says who picked the sets: the scheduler (pod annotation) or, for schedulers that
-	// pick none, the device plugin (go-gpuallocator itself).
+	// pick none, the device plugin (go-gpuallocator itself, so their sets equal the baseline).
 	Chooser string `json:"chooser"`
-	// Conflicts counts GPUs given to a pod while another live pod held them (must be 0).
+	// Conflicts counts pods given the wrong number of GPUs (a short or malformed annotation, or
+	// GPUs the node does not have) and GPUs handed to a pod while another live pod held them.
+	// Must be 0.
 	Conflicts int `json:"conflicts"`
+	// BaselineShort counts choices where go-gpuallocator itself returned too few GPUs (a known
+	// quirk of v0.6.0); those pods are left out of the comparison.
+	BaselineShort int `json:"baselineShort,omitempty"`
 }
 
 // podEvent is a bind (gpus > 0) or a deletion of one pod, in the order the harness saw them.
@@ -126,12 +133,18 @@ func (h *harness) replayInterconnect(events []podEvent) Interconnect {
 			ic.Chooser = "scheduler"
 			got = nil
 			refs, err := devicev1beta1.ParseGPUAnnotation(e.annot)
+			malformed := err != nil
 			for _, r := range refs {
-				if p, ok := m.pos[r.Index]; ok && err == nil {
+				if p, ok := m.pos[r.Index]; ok {
 					got = append(got, p)
+				} else {
+					malformed = true
 				}
 			}
 			sort.Ints(got)
+			if malformed || len(got) != e.gpus || hasDuplicate(got) {
+				ic.Conflicts++ // the wrong GPUs for this pod
+			}
 		} else if ic.Chooser == "" {
 			ic.Chooser = "device plugin"
 		}
@@ -139,20 +152,25 @@ func (h *harness) replayInterconnect(events []podEvent) Interconnect {
 		for _, g := range got {
 			mask |= 1 << uint(g)
 		}
-		ic.Conflicts += bits.OnesCount64(mask &^ f)
-		if n := e.gpus; n >= 2 && n < m.topo.NumGPUs() && len(theirs) == n && len(got) == n {
-			so, st := baseline.Score(m.topo, got), baseline.Score(m.topo, theirs)
-			ic.Pods++
-			if allNVLinked(m.topo, got) {
-				ic.NVLinked++
-			}
-			sum += float64(so)
-			sumBase += float64(st)
-			switch {
-			case so > st:
-				ic.Better++
-			case so < st:
-				ic.Worse++
+		ic.Conflicts += bits.OnesCount64(mask &^ f) // GPUs another live pod holds
+		if n := e.gpus; n >= 2 && n < m.topo.NumGPUs() && len(got) == n && !hasDuplicate(got) {
+			if len(theirs) != n {
+				ic.BaselineShort++
+			} else {
+				bo, to := baseline.RingBandwidth(m.spec, got)
+				bt, tt := baseline.RingBandwidth(m.spec, theirs)
+				ic.Pods++
+				if allNVLinked(m.topo, got) {
+					ic.NVLinked++
+				}
+				sum += bo
+				sumBase += bt
+				switch baseline.CompareRings(bo, to, bt, tt) {
+				case 1:
+					ic.Better++
+				case -1:
+					ic.Worse++
+				}
 			}
 		}
 		free[e.node] = f &^ mask
@@ -173,4 +191,13 @@ func allNVLinked(t *topology.GPUTopology, set []int) bool {
 		}
 	}
 	return true
+}
+
+func hasDuplicate(set []int) bool {
+	for i := 1; i < len(set); i++ {
+		if set[i] == set[i-1] {
+			return true
+		}
+	}
+	return false
 }

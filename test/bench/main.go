@@ -24,15 +24,16 @@ func main() {
 		schedulers = flag.String("schedulers", "", "Comma-separated schedulers (default: noop-binder,kube-scheduler,coscheduling,t9k-scheduler).")
 		out        = flag.String("out", "_output/bench", "Directory for report.json, report.md and the chart.")
 		binDir     = flag.String("bin-dir", "", "Directory with kube-apiserver, etcd, kube-scheduler and t9k-scheduler (default: bin/).")
+		repeats    = flag.Int("repeats", 3, "Runs of each workload under each scheduler, in rotated order; tables show median and spread.")
 	)
 	flag.Parse()
-	if err := run(*nodes, split(*workloads), split(*schedulers), *out, *binDir); err != nil {
+	if err := run(*nodes, *repeats, split(*workloads), split(*schedulers), *out, *binDir); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(nodes int, workloads, schedulers []string, out, binDir string) error {
+func run(nodes, repeats int, workloads, schedulers []string, out, binDir string) error {
 	if nodes < 1 {
 		return fmt.Errorf("--nodes must be at least 1, got %d", nodes)
 	}
@@ -46,7 +47,7 @@ func run(nodes int, workloads, schedulers []string, out, binDir string) error {
 	defer os.RemoveAll(work)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	rep, err := Measure(ctx, Options{Nodes: nodes, Workloads: workloads, Schedulers: schedulers, BinDir: binDir, Log: os.Stdout, WorkDir: work})
+	rep, err := Measure(ctx, Options{Nodes: nodes, Repeats: repeats, Workloads: workloads, Schedulers: schedulers, BinDir: binDir, Log: os.Stdout, WorkDir: work})
 	if err != nil {
 		return err
 	}

@@ -327,6 +327,11 @@ func stats(samples []float64) Stats {
 	for _, v := range s {
 		sum += v
 	}
-	q := func(p float64) float64 { return s[int(math.Min(float64(len(s)-1), math.Floor(p*float64(len(s)))))] }
-	return Stats{Avg: sum / float64(len(s)), P50: q(0.5), P90: q(0.9), P99: q(0.99)}
+	q := func(p float64) float64 {
+		if len(s) < minPercentileSamples {
+			return math.NaN()
+		}
+		return s[int(math.Min(float64(len(s)-1), math.Floor(p*float64(len(s)))))]
+	}
+	return Stats{N: len(s), Avg: sum / float64(len(s)), P50: q(0.5), P90: q(0.9), P99: q(0.99)}
 }

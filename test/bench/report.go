@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 )
@@ -21,19 +22,23 @@ type Report struct {
 	// Layout says what the nodes are; Descriptions holds each workload's description.
 	Layout       string            `json:"layout"`
 	Descriptions map[string]string `json:"descriptions"`
-	Runs         []Run             `json:"runs"`
+	// Repeats is how many times each workload ran under each scheduler (in rotated order).
+	Repeats int   `json:"repeats"`
+	Runs    []Run `json:"runs"`
 }
 
 // Run is one workload under one scheduler.
 type Run struct {
 	Workload  string  `json:"workload"`
 	Scheduler string  `json:"scheduler"`
+	Repeat    int     `json:"repeat"` // 0-based: which of the Report's Repeats
 	Jobs      int     `json:"jobs"`
 	Pods      int     `json:"pods"`
 	Bound     int     `json:"bound"`
 	Complete  bool    `json:"complete"`
 	Seconds   float64 `json:"seconds"` // first pod created → last pod bound
-	// PodsPerSecond: Avg is bound/Seconds; P50/P90/P99 are over 1 s samples.
+	// PodsPerSecond: Avg is bound/Seconds; P50/P90/P99 are over 1 s samples (NaN, written null,
+	// when there are fewer than minPercentileSamples).
 	PodsPerSecond Stats `json:"podsPerSecond"`
 	// Gangs counts jobs of more than one pod; the next fields cover those that bound completely.
 	Gangs                 int       `json:"gangs"`
@@ -80,12 +85,46 @@ type SaturationSample struct {
 	PendingPods int     `json:"pendingPods"`
 }
 
-// Stats of a sample set.
+// Stats of a sample set. Percentiles of fewer than minPercentileSamples samples are NaN: a "p99"
+// of 5 one-second buckets is just the largest of them.
 type Stats struct {
+	N   int     `json:"n"`
 	Avg float64 `json:"avg"`
 	P50 float64 `json:"p50"`
 	P90 float64 `json:"p90"`
 	P99 float64 `json:"p99"`
+}
+
+const minPercentileSamples = 20
+
+// MarshalJSON writes NaN (too few samples) as null.
+func (s Stats) MarshalJSON() ([]byte, error) {
+	num := func(v float64) any {
+		if math.IsNaN(v) {
+			return nil
+		}
+		return v
+	}
+	return json.Marshal(map[string]any{"n": s.N, "avg": num(s.Avg), "p50": num(s.P50), "p90": num(s.P90), "p99": num(s.P99)})
+}
+
+// UnmarshalJSON reads null as NaN.
+func (s *Stats) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		N                  int
+		Avg, P50, P90, P99 *float64
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	val := func(p *float64) float64 {
+		if p == nil {
+			return math.NaN()
+		}
+		return *p
+	}
+	*s = Stats{N: raw.N, Avg: val(raw.Avg), P50: val(raw.P50), P90: val(raw.P90), P99: val(raw.P99)}
+	return nil
 }
 
 // MarshalJSON writes NaN (unknown) as null.
@@ -117,6 +156,8 @@ func (r *Report) writeJSON(path string) error {
 // writeMarkdown prints one table per workload with the schedulers side by side.
 func (r *Report) writeMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "%d nodes, %d GPUs; %s; %s\n", r.Nodes, r.GPUs, r.Machine, r.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "\nEach workload ran %d time(s) under each scheduler, the schedulers' order rotated each time; "+
+		"cells are the median (min–max) over the runs. Percentiles need at least %d samples (1 s buckets or gangs).\n", max(r.Repeats, 1), minPercentileSamples)
 	if r.Layout != "" {
 		fmt.Fprintf(w, "\n%s\n", r.Layout)
 	}
@@ -148,38 +189,138 @@ func (r *Report) writeMarkdown(w io.Writer) {
 	}
 }
 
-func writeBurstTable(w io.Writer, runs []Run) {
-	fmt.Fprintln(w, "| scheduler | bound | pods/s avg | p50 | p90 | p99 | gang quorum p50 / p99 (s) | gangs in smallest domain | blocks/gang | GPU alloc | CPU s | peak RSS MiB |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, run := range runs {
-		gang, smallest, blocks := gangCells(run)
-		alloc := "incomplete"
-		if !math.IsNaN(run.GPUAllocation) {
-			alloc = fmt.Sprintf("%.0f%%", 100*run.GPUAllocation)
+// bySchedulers groups a workload's runs per scheduler, in the order the schedulers first ran.
+func bySchedulers(runs []Run) (names []string, of map[string][]Run) {
+	of = map[string][]Run{}
+	for _, r := range runs {
+		if _, ok := of[r.Scheduler]; !ok {
+			names = append(names, r.Scheduler)
 		}
-		cpu, rss := usageCells(run)
-		fmt.Fprintf(w, "| %s | %d/%d | %.1f | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s |\n",
-			run.Scheduler, run.Bound, run.Pods, run.PodsPerSecond.Avg, run.PodsPerSecond.P50, run.PodsPerSecond.P90,
-			run.PodsPerSecond.P99, gang, smallest, blocks, alloc, cpu, rss)
+		of[r.Scheduler] = append(of[r.Scheduler], r)
+	}
+	return names, of
+}
+
+// spread is "median (min–max)" of the values that are not NaN, "–" when none are; one value
+// alone is written as it is.
+func spread(format string, vals []float64) string {
+	var v []float64
+	for _, x := range vals {
+		if !math.IsNaN(x) {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return "–"
+	}
+	sort.Float64s(v)
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	if len(v) == 1 {
+		return fmt.Sprintf(format, med)
+	}
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", med, v[0], v[len(v)-1])
+}
+
+// field collects one figure of each run.
+func field(runs []Run, f func(Run) float64) []float64 {
+	out := make([]float64, len(runs))
+	for i, r := range runs {
+		out[i] = f(r)
+	}
+	return out
+}
+
+func writeBurstTable(w io.Writer, runs []Run) {
+	fmt.Fprintln(w, "| scheduler | runs | bound | pods/s avg | s to last bind | pods/s p50 / p99 | gang quorum p50 / p99 (s) | gangs in smallest domain | blocks/gang | GPU alloc | CPU s | peak RSS MiB |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	names, of := bySchedulers(runs)
+	for _, name := range names {
+		rs := of[name]
+		bound := fmt.Sprintf("%d/%d", rs[0].Bound, rs[0].Pods)
+		for _, r := range rs[1:] {
+			if r.Bound != rs[0].Bound {
+				bound = spread("%.0f", field(rs, func(r Run) float64 { return float64(r.Bound) })) + fmt.Sprintf("/%d", rs[0].Pods)
+			}
+		}
+		pct := spread("%.0f", field(rs, func(r Run) float64 { return r.PodsPerSecond.P50 })) + " / " +
+			spread("%.0f", field(rs, func(r Run) float64 { return r.PodsPerSecond.P99 }))
+		if math.IsNaN(rs[0].PodsPerSecond.P50) {
+			pct = fmt.Sprintf("– (%d samples)", rs[0].PodsPerSecond.N)
+		}
+		gang, smallest, blocks := "–", "–", "–"
+		if rs[0].Gangs > 0 {
+			gang = spread("%.2f", field(rs, func(r Run) float64 { return r.GangTimeToQuorum.P50 })) + " / " +
+				spread("%.2f", field(rs, func(r Run) float64 { return r.GangTimeToQuorum.P99 }))
+			if math.IsNaN(rs[0].GangTimeToQuorum.P50) {
+				gang = fmt.Sprintf("avg %s (%d gangs)", spread("%.2f", field(rs, func(r Run) float64 { return r.GangTimeToQuorum.Avg })), rs[0].GangTimeToQuorum.N)
+			}
+			smallest = spread("%.0f%%", field(rs, func(r Run) float64 { return 100 * r.GangsInSmallestDomain }))
+			blocks = spread("%.2f", field(rs, func(r Run) float64 { return r.MeanBlocksPerGang }))
+		}
+		alloc := spread("%.0f%%", field(rs, func(r Run) float64 { return 100 * r.GPUAllocation }))
+		if alloc == "–" {
+			alloc = "incomplete"
+		}
+		cpu, rss := usageSpread(rs)
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			name, len(rs), bound, spread("%.1f", field(rs, func(r Run) float64 { return r.PodsPerSecond.Avg })),
+			spread("%.2f", field(rs, func(r Run) float64 { return r.Seconds })), pct, gang, smallest, blocks, alloc, cpu, rss)
 	}
 }
 
 func writeStreamTable(w io.Writer, runs []Run) {
-	fmt.Fprintln(w, "| scheduler | jobs submitted / finished | GPU alloc at saturation (settled / time-avg) | in fully bound jobs | partial jobs at end | pods pending at end | gangs in smallest domain | blocks/gang | multi-GPU pods all-NVLink | GPU-set score vs go-gpuallocator | better / worse | CPU s | peak RSS MiB |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, run := range runs {
-		st := run.Saturation
-		_, smallest, blocks := gangCells(run)
-		score, vs := interconnectCells(run.Interconnect)
-		cpu, rss := usageCells(run)
-		nvl := "–"
-		if ic := run.Interconnect; ic != nil && ic.Pods > 0 {
-			nvl = fmt.Sprintf("%.0f%%", 100*float64(ic.NVLinked)/float64(ic.Pods))
+	fmt.Fprintln(w, "| scheduler | runs | jobs submitted / finished | GPU alloc at saturation, settled | time-avg | in fully bound jobs | partial jobs at end | pods pending at end | gangs in smallest domain | blocks/gang | multi-GPU pods all-NVLink | GPU-set ring GB/s vs go-gpuallocator (first run) | better / worse (all runs) | CPU s | peak RSS MiB |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	names, of := bySchedulers(runs)
+	for _, name := range names {
+		rs := of[name]
+		sat := func(f func(*Saturation) float64) []float64 {
+			return field(rs, func(r Run) float64 { return f(r.Saturation) })
 		}
-		fmt.Fprintf(w, "| %s | %d / %d | %.1f%% / %.1f%% | %.1f%% | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n",
-			run.Scheduler, st.JobsSubmitted, st.JobsFinished, 100*st.GPUAllocation, 100*st.TimeAveraged, 100*st.UsefulAllocation,
-			st.PartialJobs, st.PendingPods, smallest, blocks, nvl, score, vs, cpu, rss)
+		_, smallest, blocks := gangCells(rs[0])
+		if rs[0].Gangs > 0 && rs[0].MeanBlocksPerGang > 0 {
+			smallest = spread("%.0f%%", field(rs, func(r Run) float64 { return 100 * r.GangsInSmallestDomain }))
+			blocks = spread("%.2f", field(rs, func(r Run) float64 { return r.MeanBlocksPerGang }))
+		}
+		score, _ := interconnectCells(rs[0].Interconnect)
+		var better, worse, conflicts int
+		nvl := field(rs, func(r Run) float64 {
+			if ic := r.Interconnect; ic != nil && ic.Pods > 0 {
+				return 100 * float64(ic.NVLinked) / float64(ic.Pods)
+			}
+			return math.NaN()
+		})
+		for _, r := range rs {
+			if ic := r.Interconnect; ic != nil {
+				better, worse, conflicts = better+ic.Better, worse+ic.Worse, conflicts+ic.Conflicts
+			}
+		}
+		vs := fmt.Sprintf("%d / %d", better, worse)
+		if conflicts > 0 {
+			vs += fmt.Sprintf(" (%d GPUs given twice!)", conflicts)
+		}
+		cpu, rss := usageSpread(rs)
+		fmt.Fprintf(w, "| %s | %d | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			name, len(rs), spread("%.0f", sat(func(s *Saturation) float64 { return float64(s.JobsSubmitted) })),
+			spread("%.0f", sat(func(s *Saturation) float64 { return float64(s.JobsFinished) })),
+			spread("%.1f%%", sat(func(s *Saturation) float64 { return 100 * s.GPUAllocation })),
+			spread("%.1f%%", sat(func(s *Saturation) float64 { return 100 * s.TimeAveraged })),
+			spread("%.1f%%", sat(func(s *Saturation) float64 { return 100 * s.UsefulAllocation })),
+			spread("%.0f", sat(func(s *Saturation) float64 { return float64(s.PartialJobs) })),
+			spread("%.0f", sat(func(s *Saturation) float64 { return float64(s.PendingPods) })),
+			smallest, blocks, spread("%.0f%%", nvl), score, vs, cpu, rss)
 	}
+}
+
+func usageSpread(rs []Run) (cpu, rss string) {
+	if rs[0].PeakRSSMiB == 0 {
+		return "in-process", "–"
+	}
+	return spread("%.1f", field(rs, func(r Run) float64 { return r.CPUSeconds })),
+		spread("%.0f", field(rs, func(r Run) float64 { return r.PeakRSSMiB }))
 }
 
 func gangCells(run Run) (quorum, smallest, blocks string) {
@@ -190,20 +331,13 @@ func gangCells(run Run) (quorum, smallest, blocks string) {
 		fmt.Sprintf("%.0f%%", 100*run.GangsInSmallestDomain), fmt.Sprintf("%.2f", run.MeanBlocksPerGang)
 }
 
-func usageCells(run Run) (cpu, rss string) {
-	if run.PeakRSSMiB > 0 {
-		return fmt.Sprintf("%.1f", run.CPUSeconds), fmt.Sprintf("%.0f", run.PeakRSSMiB)
-	}
-	return "in-process", "–"
-}
-
-// interconnectCells: mean score of the sets pods got against go-gpuallocator's on the same free
-// GPUs, and how many pods came out better or worse.
+// interconnectCells: mean ring bottleneck (baseline.RingBandwidth) of the sets pods got against
+// go-gpuallocator's on the same free GPUs, and how many pods came out better or worse.
 func interconnectCells(ic *Interconnect) (score, vs string) {
 	if ic == nil || ic.Pods == 0 {
 		return "–", "–"
 	}
-	score = fmt.Sprintf("%.0f vs %.0f (%d pods)", ic.Score, ic.Baseline, ic.Pods)
+	score = fmt.Sprintf("%.1f vs %.1f GB/s (%d pods)", ic.Score, ic.Baseline, ic.Pods)
 	if ic.Chooser != "scheduler" {
 		score += ", device plugin picks"
 	}

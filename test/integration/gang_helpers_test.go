@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -237,6 +238,18 @@ func (e *gangEnv) sample(ns string, groups ...string) *sampler {
 	return s
 }
 
+// waitFor waits until the sampler itself has seen group with n pods bound, so that what the
+// test asserts next was observed by the samples and not only by a separate read.
+func (s *sampler) waitFor(t *testing.T, group string, n int, timeout time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ss := s.samples[group]
+		return len(ss) > 0 && ss[len(ss)-1].bound == n
+	}, timeout, 20*time.Millisecond, "the sampler never saw %s with %d pods bound", group, n)
+}
+
 func (s *sampler) finish() map[string][]sample {
 	s.stop()
 	<-s.done
@@ -245,33 +258,54 @@ func (s *sampler) finish() map[string][]sample {
 	return s.samples
 }
 
-// requireAllOrNothing fails if a group was ever seen partly bound for longer than the time one
-// burst of binds takes (binds are separate API calls, so a gang admitted at once still becomes
-// bound over a few milliseconds). It returns the longest partial stretch.
-func requireAllOrNothing(t *testing.T, samples []sample, minMember int, group string) time.Duration {
+// maxInFlightSamples is how many consecutive samples (20 ms apart, plus a LIST each) may see a
+// gang partly bound while its binds are in flight: binds are separate API calls, so a gang admitted
+// at once still becomes bound over a few tens of milliseconds.
+const maxInFlightSamples = 10
+
+// requireAllOrNothing fails unless the group reached its full count in the samples, and every
+// stretch of partial binding that starts from nothing bound ends at the full count within
+// maxInFlightSamples samples. Stretches after the group was full (its pods finishing or being
+// evicted) are not binding and are left to the caller. It returns the longest binding stretch.
+func requireAllOrNothing(t testingT, samples []sample, minMember int, group string) time.Duration {
 	t.Helper()
+	require.NotEmpty(t, samples, "no samples of group %s", group)
 	var longest time.Duration
-	var since time.Time
-	for _, s := range samples {
-		partial := s.bound > 0 && s.bound < minMember
+	start, full := -1, false // start: index of the first partial sample of a binding stretch
+	for i, s := range samples {
 		switch {
-		case partial && since.IsZero():
-			since = s.at
-		case !partial && !since.IsZero():
-			if d := s.at.Sub(since); d > longest {
-				longest = d
+		case s.bound >= minMember:
+			if start >= 0 {
+				n := i - start
+				require.LessOrEqual(t, n, maxInFlightSamples, "group %s was partly bound for %d samples (%s) before it was whole",
+					group, n, s.at.Sub(samples[start].at))
+				longest = max(longest, s.at.Sub(samples[start].at))
+				start = -1
 			}
-			since = time.Time{}
+			full = true
+		case s.bound == 0:
+			require.Less(t, start, 0, "group %s went from partly bound (%d from %s) back to nothing without being whole",
+				group, samples[max(start, 0)].bound, samples[max(start, 0)].at.Format(time.StampMilli))
+			full = false
+		default: // partial
+			if start < 0 && !full {
+				start = i
+			}
 		}
 	}
-	if !since.IsZero() {
-		longest = max(longest, samples[len(samples)-1].at.Sub(since))
-	}
-	require.Less(t, longest, 2*time.Second, "group %s stayed partly bound for %s", group, longest)
+	require.Less(t, start, 0, "group %s ended the samples partly bound (%d of %d)", group, samples[len(samples)-1].bound, minMember)
+	require.True(t, slices.ContainsFunc(samples, func(s sample) bool { return s.bound >= minMember }),
+		"no sample saw group %s whole (%d members)", group, minMember)
 	return longest
 }
 
-func requireNeverBound(t *testing.T, samples []sample, group string) {
+// testingT is what the sample checks need of a test, so that they can be tested themselves.
+type testingT interface {
+	require.TestingT
+	Helper()
+}
+
+func requireNeverBound(t testingT, samples []sample, group string) {
 	t.Helper()
 	require.NotEmpty(t, samples)
 	for _, s := range samples {
@@ -312,6 +346,23 @@ func (e *gangEnv) waitEvent(ns, group, reason string, parts ...string) string {
 	})
 	require.NoError(e.t, err, "no %s event on PodGroup %s/%s with %q; saw %q", reason, ns, group, parts, seen)
 	return note
+}
+
+// eventTime returns when the first event about the PodGroup with the reason was recorded.
+func (e *gangEnv) eventTime(ns, group, reason string) time.Time {
+	e.t.Helper()
+	evs, err := e.kc.EventsV1().Events(ns).List(e.ctx, metav1.ListOptions{})
+	require.NoError(e.t, err)
+	var first time.Time
+	for _, ev := range evs.Items {
+		if ev.Regarding.Kind == "PodGroup" && ev.Regarding.Name == group && ev.Reason == reason {
+			if at := ev.EventTime.Time; first.IsZero() || at.Before(first) {
+				first = at
+			}
+		}
+	}
+	require.False(e.t, first.IsZero(), "no %s event on PodGroup %s/%s", reason, ns, group)
+	return first
 }
 
 // schedulerExtraArgs lets a run raise the scheduler's log level: T9K_SCHEDULER_V=5.

@@ -25,37 +25,39 @@ func TestGangTwoGangsAllOrNothing(t *testing.T) {
 	e.waitBound("default", "a", 2, 60*time.Second)
 	c := e.waitCondition("default", "b", v1beta1.PodGroupConditionScheduled, v1beta1.ReasonUnschedulable, "needs 8 nvidia.com/gpu")
 	t.Logf("b pending: %s", c.Message)
-	time.Sleep(2 * time.Second) // b must stay at zero, not creep in
-	if n, _ := e.bound("default", "b"); n != 0 {
-		t.Fatalf("gang b has %d pods bound while a runs", n)
-	}
+	time.Sleep(2 * time.Second) // a window of samples in which b must stay at zero (checked below)
 	e.waitCondition("default", "a", v1beta1.PodGroupConditionScheduled, v1beta1.ReasonPodGroupScheduled)
-
+	s.waitFor(t, "a", 2, 10*time.Second)
 	e.finish("default", "a")
 	e.waitBound("default", "b", 2, 60*time.Second)
 	e.waitCondition("default", "b", v1beta1.PodGroupConditionScheduled, v1beta1.ReasonPodGroupScheduled)
-
+	s.waitFor(t, "b", 2, 10*time.Second) // sample until b is whole
 	samples := s.finish()
 	requireAllOrNothing(t, samples["a"], 2, "a")
 	d := requireAllOrNothing(t, samples["b"], 2, "b")
 	t.Logf("%d samples; b partly bound for at most %s while its binds were in flight", len(samples["b"]), d)
-	// b binds only after a finished: while a held the room, no sample saw b bound.
-	var aFull, bFirst time.Time
-	for _, smp := range samples["a"] {
-		if smp.bound == 2 && aFull.IsZero() {
-			aFull = smp.at
+
+	// Both groups are sampled in the same LIST, so index i of each is the same moment.
+	a, b := samples["a"], samples["b"]
+	require.Equal(t, len(a), len(b))
+	aFull, aDone, bFirst := -1, -1, -1
+	for i := range a {
+		require.False(t, a[i].bound > 0 && b[i].bound > 0, "sample %d saw both gangs bound (a %d, b %d): they cannot fit together", i, a[i].bound, b[i].bound)
+		if aFull < 0 && a[i].bound == 2 {
+			aFull = i
+		}
+		if aFull >= 0 && aDone < 0 && a[i].bound == 0 {
+			aDone = i
+		}
+		if bFirst < 0 && b[i].bound > 0 {
+			bFirst = i
 		}
 	}
-	for _, smp := range samples["b"] {
-		if smp.bound > 0 {
-			bFirst = smp.at
-			break
-		}
-	}
-	// The sampler may stop before it sees b bound (waitBound reads the apiserver itself); what
-	// must hold is that no sample saw b bound before a was.
-	require.False(t, aFull.IsZero(), "no sample saw a fully bound")
-	require.True(t, bFirst.IsZero() || bFirst.After(aFull), "b bound before a ran")
+	require.GreaterOrEqual(t, aFull, 0, "no sample saw a whole")
+	require.GreaterOrEqual(t, aDone, 0, "no sample saw a finished")
+	require.GreaterOrEqual(t, bFirst, 0, "no sample saw b bound")
+	// The same LIST may show a gone and b bound: a finished first, or b could not have fit.
+	require.GreaterOrEqual(t, bFirst, aDone, "b's first bind (sample %d) came before a finished (sample %d)", bFirst, aDone)
 }
 
 // 6 of minMember 10: all pending with the reason; add 4: all 10 bind.
@@ -68,9 +70,10 @@ func TestGangWaitsForMinMember(t *testing.T) {
 	c := e.waitCondition("default", "big", v1beta1.PodGroupConditionSufficientMember, v1beta1.ReasonInsufficientMemberPod, "6 of minMember 10")
 	t.Logf("SufficientGroupMember: %s", c.Message)
 	e.waitCondition("default", "big", v1beta1.PodGroupConditionScheduled, v1beta1.ReasonInsufficientMemberPod, "waiting for more")
+	// The scheduler has seen the six and said it waits: over a window, none of them binds.
+	w := e.sample("default", "big")
 	time.Sleep(2 * time.Second)
-	n, _ := e.bound("default", "big")
-	require.Zero(t, n, "pods bound before the group had minMember members")
+	requireNeverBound(t, w.finish()["big"], "big")
 
 	s := e.sample("default", "big")
 	e.members("default", "big", "default", 6, 4, 2, nil)
@@ -87,19 +90,35 @@ func TestGangPermitTimeoutReleasesReservations(t *testing.T) {
 	e := newGangEnv(t, 3, 8)
 	e.queue("default", 0, nil)
 	s := e.sample("default", "slow", "next")
+	before := snapshotMetrics(t)
 	startScheduler(t, e.cp)
 
 	e.gang("default", "slow", "default", 3, 2, 8, func(pg *v1beta1.PodGroup) { pg.Spec.ScheduleTimeoutSeconds = ptr.To[int32](3) })
 	e.members("default", "slow", "default", 2, 1, 8, func(p *corev1.Pod) {
 		p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/never"}}
 	})
-	time.Sleep(time.Second) // let slow reserve
+	// Both ungated members of slow are reserved and waiting in Permit: each waits in its own
+	// binding goroutine, which the scheduler counts.
+	const waiting = `scheduler_goroutines{operation="binding"}`
+	require.Eventually(t, func() bool { return snapshotMetrics(t)[waiting]-before[waiting] == 2 }, 20*time.Second, 20*time.Millisecond,
+		"slow's two members never waited in Permit together")
 	e.gang("default", "next", "default", 3, 3, 8, nil)
 
-	note := e.waitEvent("default", "slow", v1beta1.ReasonPermitTimeout, "within 3s", "released all")
+	note := e.waitEvent("default", "slow", v1beta1.ReasonPermitTimeout, "within 3s", "released all 2 placed members")
 	t.Logf("slow: %s", note)
+	timedOut := e.eventTime("default", "slow", v1beta1.ReasonPermitTimeout)
 	e.waitBound("default", "next", 3, 60*time.Second)
+	s.waitFor(t, "next", 3, 10*time.Second)
+	after := snapshotMetrics(t)
 	samples := s.finish()
 	requireNeverBound(t, samples["slow"], "slow")
 	requireAllOrNothing(t, samples["next"], 3, "next")
+	for _, smp := range samples["next"] {
+		if smp.bound > 0 {
+			require.True(t, smp.at.After(timedOut), "next had %d pods bound at %s, before slow timed out at %s",
+				smp.bound, smp.at.Format(time.StampMicro), timedOut.Format(time.StampMicro))
+			break
+		}
+	}
+	requireDelta(t, before, after, "t9k_scheduler_gang_permit_timeouts_total{}", 1)
 }

@@ -117,6 +117,18 @@ func (e *jobEnv) eventually(what string, cond func() bool) {
 	require.NoError(e.t, err, "waiting for %s", what)
 }
 
+// holds checks cond every 50ms for window and fails the first time it is false: a negative check
+// ("nothing more appears") observed over time, not read once.
+func (e *jobEnv) holds(what string, window time.Duration, cond func() bool) {
+	e.t.Helper()
+	n := 0
+	for end := time.Now().Add(window); time.Now().Before(end); n++ {
+		require.True(e.t, cond(), "%s stopped holding after %d checks", what, n)
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Positive(e.t, n)
+}
+
 // pods lists a job's pods by name.
 func (e *jobEnv) pods(job string) []corev1.Pod {
 	e.t.Helper()

@@ -3,6 +3,7 @@ package integration
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -165,8 +166,13 @@ func TestJobMPI(t *testing.T) {
 			require.True(t, strings.HasPrefix(cm.Data["hostfile"], tc.name+"-worker-0."+tc.name+" slots=1\n"))
 
 			e.runAll(workers[:tc.workers-1]...)
-			e.waitPhase(job, batch.JobPending)
-			require.Len(t, e.pods(tc.name), tc.workers, "no launcher before every worker is ready")
+			// The trigger: the controller has seen all but one worker running.
+			e.waitJob(job, "all but one worker running", func(s *batch.JobStatus) bool {
+				return s.Aggregate != nil && s.Aggregate.Running == int32(tc.workers-1)
+			})
+			e.holds("no launcher before every worker is ready", time.Second, func() bool {
+				return len(e.pods(tc.name)) == tc.workers
+			})
 			e.runAll(workers[tc.workers-1])
 			launcherName := tc.name + "-launcher"
 			e.waitPods(tc.name, append([]string{launcherName}, workers...)...)

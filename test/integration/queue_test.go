@@ -1,16 +1,16 @@
 package integration
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/utils/ptr"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
@@ -69,9 +69,9 @@ func TestQueueClosed(t *testing.T) {
 	e.gang("default", "g", "shut", 2, 2, 4, nil)
 	c := e.waitCondition("default", "g", v1beta1.PodGroupConditionScheduled, v1beta1.ReasonQueueClosed, "queue shut is closed")
 	t.Logf("g: %s", c.Message)
+	w := e.sample("default", "g")
 	time.Sleep(time.Second)
-	n, _ := e.bound("default", "g")
-	require.Zero(t, n)
+	requireNeverBound(t, w.finish()["g"], "g")
 
 	var q v1beta1.Queue
 	require.NoError(t, e.c.Get(e.ctx, types.NamespacedName{Namespace: "t9k-system", Name: "shut"}, &q))
@@ -155,6 +155,7 @@ func TestPreemptWholeGang(t *testing.T) {
 	e.queue("protected", 5, func(s *v1beta1.QueueSpec) { s.Preemptible = ptr.To(false) })
 	e.queue("low", 10, nil)
 	e.queue("high", 50, nil)
+	before := snapshotMetrics(t)
 	startScheduler(t, e.cp)
 	e.gang("default", "keep", "protected", 2, 2, 8, nil)
 	e.waitBound("default", "keep", 2, 60*time.Second)
@@ -179,36 +180,30 @@ func TestPreemptWholeGang(t *testing.T) {
 	requireAllOrNothing(t, samples["victim"], 2, "victim")
 	n, _ := e.bound("default", "victim")
 	require.Zero(t, n)
-	requireMetrics(t)
+	requireMetrics(t, before, snapshotMetrics(t))
 }
 
-// requireMetrics checks what the scheduler exposes on /metrics (the same registry, in process).
-func requireMetrics(t *testing.T) {
+// requireMetrics checks what the scheduler exposed (the same registry, in process) for
+// TestPreemptWholeGang: this test's changes only, with their labels.
+func requireMetrics(t *testing.T, before, after metrics) {
 	t.Helper()
-	families, err := legacyregistry.DefaultGatherer.Gather()
-	require.NoError(t, err)
-	got := map[string]*dto.MetricFamily{}
-	for _, f := range families {
-		got[f.GetName()] = f
+	// victim's two pods, for the queue-priority reason; nothing else was evicted.
+	requireDelta(t, before, after, `t9k_scheduler_preemption_victims_total{reason="QueuePriority"}`, 2)
+	require.Len(t, after.seriesOf("t9k_scheduler_preemption_victims_total"), 1, "%v", after.seriesOf("t9k_scheduler_preemption_victims_total"))
+	// keep, victim, cpu-only and urgent each reached their quorum once.
+	requireDelta(t, before, after, "t9k_scheduler_gang_time_to_quorum_seconds{}", 4)
+	// What is bound now: keep (protected) and urgent (high), 16 GPUs each; victim's are gone.
+	gpu := func(q string) string {
+		return fmt.Sprintf(`t9k_scheduler_queue_allocated{queue=%q,resource="nvidia.com/gpu",unit="integer"}`, q)
 	}
-	nodeReq := got["T9kScheduler_node_resource_requests"]
-	require.NotNil(t, nodeReq, "T9kScheduler_node_resource_requests missing")
-	found := false
-	for _, m := range nodeReq.GetMetric() {
-		lbl := map[string]string{}
-		for _, l := range m.GetLabel() {
-			lbl[l.GetName()] = l.GetValue()
+	require.Equal(t, 16.0, after[gpu("protected")], "%v", after.seriesOf("t9k_scheduler_queue_allocated"))
+	require.Equal(t, 16.0, after[gpu("high")], "%v", after.seriesOf("t9k_scheduler_queue_allocated"))
+	require.Zero(t, after[gpu("low")], "%v", after.seriesOf("t9k_scheduler_queue_allocated"))
+	var nodeGPUs float64
+	for k, v := range after {
+		if strings.HasPrefix(k, "T9kScheduler_node_resource_requests{") && strings.Contains(k, `resource="nvidia.com/gpu"`) {
+			nodeGPUs += v
 		}
-		if lbl["resource"] == "nvidia.com/gpu" && lbl["unit"] == "integer" && m.GetGauge().GetValue() == 8 {
-			found = true
-		}
 	}
-	require.True(t, found, "no node with 8 nvidia.com/gpu requested: %v", nodeReq)
-	require.NotNil(t, got["t9k_scheduler_preemption_victims_total"])
-	require.GreaterOrEqual(t, got["t9k_scheduler_preemption_victims_total"].GetMetric()[0].GetCounter().GetValue(), 2.0)
-	require.NotNil(t, got["t9k_scheduler_gang_time_to_quorum_seconds"])
-	require.GreaterOrEqual(t, got["t9k_scheduler_gang_time_to_quorum_seconds"].GetMetric()[0].GetHistogram().GetSampleCount(), uint64(3))
-	for _, name := range []string{"t9k_scheduler_queue_allocated"} {
-		require.NotNil(t, got[name], "%s missing", name)
-	}
+	require.Equal(t, 32.0, nodeGPUs, "GPU requests over all nodes: %v", after.seriesOf("T9kScheduler_node_resource_requests"))
 }

@@ -183,11 +183,13 @@ func (e *queueEnv) queue(name string, spec sched.QueueSpec) *sched.Queue {
 	e.t.Helper()
 	q := &sched.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: "t9k-system", Name: name}, Spec: spec}
 	require.NoError(e.t, e.c.Create(e.ctx, q))
-	// The webhook reads queues from its cache.
-	e.eventually("queue "+name+" seen", func() bool {
-		return e.c.Get(e.ctx, client.ObjectKeyFromObject(q), &sched.Queue{}) == nil
+	// The webhook knows the queue once a dry-run pod in it is no longer refused for naming an
+	// unknown queue (whatever else it is refused for).
+	probe := e.pod("default", "probe-"+name, name, "", res("cpu", "1", "memory", "1Gi"))
+	e.eventually("the webhook to see queue "+name, func() bool {
+		err := e.c.Create(e.ctx, probe.DeepCopy(), client.DryRunAll)
+		return err == nil || !strings.Contains(err.Error(), "does not exist")
 	})
-	time.Sleep(200 * time.Millisecond)
 	return q
 }
 
@@ -587,9 +589,13 @@ func TestDurationKeeper(t *testing.T) {
 	out, err = e.kubectl("patch", "queue", "short-runs", "-n", "t9k-system", "--type=merge",
 		"-p", `{"spec":{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"default"}}}}`)
 	require.NoError(t, err, out)
-	time.Sleep(300 * time.Millisecond)
-
 	small := res("cpu", "500m", "memory", "100Mi")
+	createdAt := map[string]time.Time{} // pod → its creationTimestamp (whole seconds, as stored)
+	// The webhook has the patched queue once a dry-run pod of namespace default is admitted.
+	e.eventually("the webhook to admit namespace default to short-runs", func() bool {
+		return e.c.Create(ctx, e.pod("default", "probe", "short-runs", "", small), client.DryRunAll) == nil
+	})
+
 	ownedPod := func(name string, owner client.Object, gvk string) *corev1.Pod {
 		p := e.pod("default", name, "short-runs", "", small)
 		if owner != nil {
@@ -598,6 +604,7 @@ func TestDurationKeeper(t *testing.T) {
 				UID: owner.GetUID(), Controller: ptr.To(true)}}
 		}
 		require.NoError(t, e.c.Create(ctx, p))
+		createdAt[name] = p.CreationTimestamp.Time
 		return p
 	}
 	// No kube-controller-manager runs: make the ReplicaSet and pods it would.
@@ -632,22 +639,38 @@ func TestDurationKeeper(t *testing.T) {
 	vip := e.pod("default", "vip", "short-runs", "", small)
 	vip.Spec.PriorityClassName = "keep-alive"
 	require.NoError(t, e.c.Create(ctx, vip))
-	created := time.Now()
-
-	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 45*time.Second, true, func(context.Context) (bool, error) {
+	// Each stop is observed (every 100ms) and checked against the creation time of the pod that
+	// caused it: none may come before that pod lived maxDuration (10s).
+	stoppedAt := map[string]time.Time{}
+	stopped := func(what string, done bool) {
+		if _, seen := stoppedAt[what]; done && !seen {
+			stoppedAt[what] = time.Now()
+		}
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 45*time.Second, true, func(context.Context) (bool, error) {
 		var d appsv1.Deployment
 		var j batch.GenericJob
 		var b batchv1.Job
-		if e.c.Get(ctx, client.ObjectKeyFromObject(&deploy), &d) != nil || e.c.Get(ctx, client.ObjectKeyFromObject(job), &j) != nil ||
-			e.c.Get(ctx, client.ObjectKeyFromObject(bjob), &b) != nil {
-			return false, nil
+		if e.c.Get(ctx, client.ObjectKeyFromObject(&deploy), &d) == nil {
+			stopped("nginx-5d8f-a", ptr.Deref(d.Spec.Replicas, 1) == 0)
 		}
-		bareGone := apierrors.IsNotFound(e.c.Get(ctx, client.ObjectKeyFromObject(bare), &corev1.Pod{}))
-		return ptr.Deref(d.Spec.Replicas, 1) == 0 && j.Spec.RunMode != nil && j.Spec.RunMode.Pause != nil &&
-			j.Spec.RunMode.Pause.Enabled && ptr.Deref(b.Spec.Suspend, false) && bareGone, nil
+		if e.c.Get(ctx, client.ObjectKeyFromObject(job), &j) == nil {
+			stopped("train-worker-0", j.Spec.RunMode != nil && j.Spec.RunMode.Pause != nil && j.Spec.RunMode.Pause.Enabled)
+		}
+		if e.c.Get(ctx, client.ObjectKeyFromObject(bjob), &b) == nil {
+			stopped("batch-v1-job-test-x", ptr.Deref(b.Spec.Suspend, false))
+		}
+		stopped("bare", apierrors.IsNotFound(e.c.Get(ctx, client.ObjectKeyFromObject(bare), &corev1.Pod{})))
+		return len(stoppedAt) == 4, nil
 	})
-	require.NoError(t, err, "waiting for the duration keeper to stop the workloads")
-	require.GreaterOrEqual(t, time.Since(created), 9*time.Second, "stopped before maxDuration")
+	require.NoError(t, err, "waiting for the duration keeper to stop the workloads (stopped: %v)", stoppedAt)
+	for pod, at := range stoppedAt {
+		created := createdAt[pod]
+		require.False(t, created.IsZero(), pod)
+		lived := at.Sub(created)
+		require.GreaterOrEqual(t, lived, 10*time.Second, "%s's workload stopped %s after the pod was created, before maxDuration 10s", pod, lived)
+		t.Logf("%s: stopped %s after creation", pod, lived.Round(100*time.Millisecond))
+	}
 
 	// The ReplicaSet is left to its Deployment; spared pods are untouched.
 	var gotRS appsv1.ReplicaSet

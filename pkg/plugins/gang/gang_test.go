@@ -125,17 +125,20 @@ func TestPermitWaitsForQuorumWithTheGroupTimeout(t *testing.T) {
 	g, st := setup(2, a, b)
 	st.Assume(a, "n0")
 	s, wait := g.Permit(context.Background(), framework.NewCycleState(), a, "n0")
-	if s.Code() != fwk.Wait || wait <= 59*time.Second || wait > time.Minute {
-		t.Fatalf("Permit with 1 of 2 = %v, %s", s, wait)
+	if s.Code() != fwk.Wait || !strings.Contains(s.Message(), "waiting for the gang's quorum") || wait <= 59*time.Second || wait > time.Minute {
+		t.Fatalf("Permit with 1 of 2 = %v, %s; want Wait for the group's 1m timeout", s, wait)
 	}
+	// Still short of quorum, now with the PodGroup's own 5s timeout: Wait, for at most 5s from the
+	// attempt's start (and not Success, nor a zero wait).
 	pg := &v1beta1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns"}, Spec: v1beta1.PodGroupSpec{MinMember: 2, ScheduleTimeoutSeconds: ptr.To[int32](5)}}
 	st.UpsertPodGroup(pg)
-	if _, wait := g.Permit(context.Background(), framework.NewCycleState(), a, "n0"); wait > 5*time.Second {
-		t.Fatalf("PodGroup timeout ignored: %s", wait)
+	if s, wait := g.Permit(context.Background(), framework.NewCycleState(), a, "n0"); s.Code() != fwk.Wait || wait <= 4*time.Second || wait > 5*time.Second {
+		t.Fatalf("Permit with 1 of 2 and a 5s PodGroup timeout = %v, %s; want Wait, 4s < wait <= 5s", s, wait)
 	}
+	// Once the quorum is placed: Success with no wait.
 	st.Assume(b, "n1")
-	if s, _ := g.Permit(context.Background(), framework.NewCycleState(), b, "n1"); !s.IsSuccess() {
-		t.Fatalf("Permit at quorum = %v", s)
+	if s, wait := g.Permit(context.Background(), framework.NewCycleState(), b, "n1"); s.Code() != fwk.Success || wait != 0 {
+		t.Fatalf("Permit at quorum = %v, %s; want Success, no wait", s, wait)
 	}
 	// A running member counts towards the quorum: a restarted worker rejoins alone.
 	st.Forget(b)
@@ -143,7 +146,7 @@ func TestPermitWaitsForQuorumWithTheGroupTimeout(t *testing.T) {
 	running.Spec.NodeName, running.ResourceVersion = "n0", "9"
 	st.UpsertPod(running)
 	st.Assume(b, "n1")
-	if s, _ := g.Permit(context.Background(), framework.NewCycleState(), b, "n1"); !s.IsSuccess() {
-		t.Fatalf("Permit with a running sibling = %v", s)
+	if s, wait := g.Permit(context.Background(), framework.NewCycleState(), b, "n1"); s.Code() != fwk.Success || wait != 0 {
+		t.Fatalf("Permit with a running sibling = %v, %s; want Success, no wait", s, wait)
 	}
 }

@@ -72,14 +72,18 @@ func TestReserveChoosesBridgedPairAndNearestNIC(t *testing.T) {
 	c.upsertDevices(pairedDevices("n0"))
 	// GPU 0 is taken: a 2-GPU pod must get a whole bridged pair, not 1+2.
 	c.observePod(gpuPod("busy", "busy", "n0", 1, "0:GPU-n0-0"))
+	//
+	// Free are 1-7; the whole bridged pairs (2,3), (4,5) and (6,7) tie on NVLink (12), PCIe (PIX)
+	// and NIC (a PIX NIC each). Leftovers decide: taking (2,3) leaves GPU 1 with 4-7, where the
+	// two pairs on one root complex are PHB to each other; taking (4,5) or (6,7) leaves 1-3 split
+	// from the remaining pair across NUMA nodes (SYS). So (2,3), with mlx5_1 on its switch.
 	a, err := c.reserve(gpuPod("p", "p", "", 2, ""), "n0", 2, 1)
 	require.NoError(t, err)
 	require.Equal(t, "n0", a.node)
-	require.Equal(t, 2, len(a.gpus))
-	require.Equal(t, a.gpus[0]^1, a.gpus[1], "a bridged pair: got %v", a.gpus)
+	require.Equal(t, []int{2, 3}, a.gpus, "the bridged pair that leaves the most behind")
 	gpus, nics := c.describe(a)
-	require.Equal(t, fmt.Sprintf("%d:GPU-n0-%d,%d:GPU-n0-%d", a.gpus[0], a.gpus[0], a.gpus[1], a.gpus[1]), gpus)
-	require.Equal(t, fmt.Sprintf("mlx5_%d", a.gpus[0]/2), nics, "the NIC behind the pair's switch")
+	require.Equal(t, "2:GPU-n0-2,3:GPU-n0-3", gpus, "annotation: index:UUID of both GPUs")
+	require.Equal(t, "mlx5_1", nics, "the NIC behind the pair's switch")
 	free, _ := c.freeOn("n0")
 	require.Equal(t, 5, free)
 
@@ -93,6 +97,25 @@ func TestReserveChoosesBridgedPairAndNearestNIC(t *testing.T) {
 	c.forgetPod("p")
 	free, _ = c.freeOn("n0")
 	require.Equal(t, 7, free)
+}
+
+// When a GPU has fallen off the bus, NodeDevices lists the rest with a gap in their indices: the
+// cache works on positions, but the annotation must name the GPUs by NVML index and UUID.
+func TestAnnotationNamesGPUsByIndexAcrossAGap(t *testing.T) {
+	c := newGPUCache(levels, gpuRes)
+	c.upsertNode(testNode("n0", "b0", "s0", 7))
+	d := pairedDevices("n0")
+	d.Status.GPUs = append(d.Status.GPUs[:1], d.Status.GPUs[2:]...) // index 1 is gone
+	c.upsertDevices(d)
+	// Positions 0-6 are indices 0,2,3,4,5,6,7. Whole bridged pairs: indices (2,3), (4,5), (6,7);
+	// taking (2,3) leaves GPU 0 with two pairs on one root complex (the best leftovers), as in
+	// TestReserveChoosesBridgedPairAndNearestNIC.
+	a, err := c.reserve(gpuPod("p", "p", "", 2, ""), "n0", 2, 1)
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 2}, a.gpus, "positions of indices 2 and 3")
+	gpus, nics := c.describe(a)
+	require.Equal(t, "2:GPU-n0-2,3:GPU-n0-3", gpus)
+	require.Equal(t, "mlx5_1", nics)
 }
 
 // After a scheduler restart the cache is rebuilt from the pods' annotations: exactly the annotated

@@ -3,8 +3,10 @@
 // topology.GPUTopologySpec as NVML would report it — common PCIe ancestors, and for every active
 // NVLink the remote PCI address: the peer GPU for a bridge, the NVSwitch (FFFFFFFF:FF:FF.0) on
 // NVSwitch machines — and lets go-gpuallocator build its own device list from that mock, so its
-// view of a machine is exactly the one it would have on real hardware. Tests and the scheduler
-// benchmark use it; the scheduler does not.
+// view of a machine is exactly the one it would have on real hardware. RingBandwidth (ring.go) is
+// the yardstick both sides' sets are judged by: the bottleneck bandwidth of the best ring over a
+// set, read from the spec, independent of t9k's own objective. Tests and the scheduler benchmark
+// use this package; the scheduler does not.
 package baseline
 
 import (
@@ -37,7 +39,11 @@ func New(spec topology.GPUTopologySpec) (*Allocator, error) {
 }
 
 // Allocate returns, ascending, the k GPU indices go-gpuallocator picks among free (a bit mask of
-// GPU indices); nil when fewer than k are free.
+// GPU indices); nil when fewer than k are free. It can return fewer than k: go-gpuallocator pads
+// the free GPUs with nil devices up to a multiple of k to partition them, and v0.6.0 can answer
+// with a padded set (when it outscores every whole set of its best partition); the padding is
+// dropped here, so callers see a short set (a pod given the wrong number of GPUs) rather than a
+// nil device.
 func (a *Allocator) Allocate(free uint64, k int) []int {
 	var avail []*gpuallocator.Device
 	for f := free; f != 0; f &= f - 1 {
@@ -50,7 +56,9 @@ func (a *Allocator) Allocate(free uint64, k int) []int {
 	}
 	var set []int
 	for _, d := range a.policy.Allocate(avail, nil, k) {
-		set = append(set, d.Index)
+		if d != nil {
+			set = append(set, d.Index)
+		}
 	}
 	sort.Ints(set)
 	return set
@@ -73,19 +81,6 @@ func (a *Allocator) SeenNVLinks(i, j int) int {
 var nvlinkWords = map[string]int{"Single": 1, "Two": 2, "Three": 3, "Four": 4, "Five": 5, "Six": 6,
 	"Seven": 7, "Eight": 8, "Nine": 9, "Ten": 10, "Eleven": 11, "Twelve": 12, "Thirteen": 13,
 	"Fourteen": 14, "Fifteen": 15, "Sixteen": 16, "Seventeen": 17, "Eighteen": 18}
-
-// Score is go-gpuallocator's own set score — Σ over pairs of 100 per NVLink plus PCIe points
-// (PIX 50 … SYS 10) — fed with the true NVLink counts of topo (which go-gpuallocator cannot see
-// through an NVSwitch). Higher is better; one GPU scores 0.
-func Score(topo *topology.GPUTopology, set []int) int {
-	s := 0
-	for a := 0; a < len(set); a++ {
-		for b := a + 1; b < len(set); b++ {
-			s += 100*topo.NVLinks(set[a], set[b]) + topo.PCIePoints(set[a], set[b])
-		}
-	}
-	return s
-}
 
 const switchBusID = "FFFFFFFF:FF:FF.0"
 
