@@ -24,6 +24,7 @@ import (
 	// Decodes, defaults and converts T9kGang/T9kQueue pluginConfig args.
 	_ "github.com/tensorstack/t9k/pkg/plugins/apis/config/scheme"
 	"github.com/tensorstack/t9k/pkg/plugins/gang"
+	"github.com/tensorstack/t9k/pkg/plugins/podpreemption"
 	"github.com/tensorstack/t9k/pkg/plugins/queue"
 	"github.com/tensorstack/t9k/pkg/plugins/topology"
 )
@@ -38,6 +39,7 @@ func RegistryOptions() []app.Option {
 		app.WithPlugin(queue.Name, queue.New),
 		app.WithPlugin(gang.Name, gang.New),
 		app.WithPlugin(topology.Name, topology.New),
+		app.WithPlugin(podpreemption.Name, podpreemption.New),
 		app.WithPlugin(coscheduling.Name, coscheduling.New),
 		app.WithPlugin(capacityscheduling.Name, capacityscheduling.New),
 		app.WithPlugin(noderesourcetopology.Name, noderesourcetopology.New),

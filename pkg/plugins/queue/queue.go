@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	listersv1 "k8s.io/client-go/listers/core/v1"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
@@ -93,6 +94,14 @@ func (q *Queue) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, e
 // Less orders the scheduling queue.
 func (q *Queue) Less(a, b fwk.QueuedPodInfo) bool {
 	pa, pb := a.GetPodInfo().GetPod(), b.GetPodInfo().GetPod()
+	_, ga := groupstate.KeyOf(pa)
+	_, gb := groupstate.KeyOf(pb)
+	if !ga && !gb {
+		// Two plain pods: exactly kube-scheduler's PrioritySort (PriorityClass, then the time the
+		// pod entered the queue), so t9k-scheduler is a drop-in for them.
+		p1, p2 := corev1helpers.PodPriority(pa), corev1helpers.PodPriority(pb)
+		return p1 > p2 || (p1 == p2 && a.GetTimestamp().Before(b.GetTimestamp()))
+	}
 	return less(q.state.SortInfo(pa), q.state.SortInfo(pb), pa, pb)
 }
 

@@ -373,6 +373,24 @@ func (c *gpuCache) freeOn(node string) (int, bool) {
 	return len(free), ok
 }
 
+// freeOnWithout is freeOn plus the GPUs of bound pods on the node that present does not list:
+// pods a preemption dry run has removed from its copy of the node.
+func (c *gpuCache) freeOnWithout(node string, present map[types.UID]bool) (int, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	free, ok := c.cluster.FreeGPUs(node)
+	if !ok {
+		return 0, false
+	}
+	n := len(free)
+	for uid := range c.podsOn[node] {
+		if a, held := c.owners[uid]; held && a.node == node && !present[uid] {
+			n += len(a.gpus)
+		}
+	}
+	return n, true
+}
+
 // score rates the best set of want GPUs the node can offer now (0 when it cannot).
 func (c *gpuCache) score(node string, want, wantNICs int) int64 {
 	c.mu.RLock()

@@ -347,6 +347,16 @@ func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fw
 		return nil // the plan holds the GPUs
 	}
 	free, ok := p.cache.freeOn(name)
+	if ok && free < c.gpus {
+		// A preemption dry run (DefaultPreemption for plain pods) removes its victims from its
+		// copy of the node, not from this cache: count their GPUs as free too. Reserve picks the
+		// real GPUs from the cache, once the victims are gone.
+		present := make(map[types.UID]bool, len(ni.GetPods()))
+		for _, pi := range ni.GetPods() {
+			present[pi.GetPod().UID] = true
+		}
+		free, ok = p.cache.freeOnWithout(name, present)
+	}
 	if !ok || free < c.gpus {
 		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("node has %d free %s with a usable topology, pod needs %d", free, p.resource, c.gpus))
 	}

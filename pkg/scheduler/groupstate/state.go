@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	listersv1 "k8s.io/client-go/listers/core/v1"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
@@ -446,7 +447,9 @@ type SortInfo struct {
 func (s *State) SortInfo(pod *v1.Pod) SortInfo {
 	key, ok := KeyOf(pod)
 	if !ok {
-		return SortInfo{Created: pod.CreationTimestamp.Time, Key: GroupKey{Namespace: pod.Namespace, Name: pod.Name, Pod: true}}
+		// A plain pod ranks by its PriorityClass among groups of equal queue priority.
+		return SortInfo{Created: pod.CreationTimestamp.Time, Priority: corev1helpers.PodPriority(pod),
+			Key: GroupKey{Namespace: pod.Namespace, Name: pod.Name, Pod: true}}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
