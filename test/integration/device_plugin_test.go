@@ -96,7 +96,7 @@ func TestDevicePlugin(t *testing.T) {
 	} {
 		require.NoError(t, c.Create(ctx, p))
 	}
-	time.Sleep(1100 * time.Millisecond)
+	waitPastSecond(done.CreationTimestamp)
 	for _, p := range []*corev1.Pod{
 		gpuPod(ns, "new", node, 2, refs(st, 1, 2)),
 		gpuPod(ns, "single", node, 1, refs(st, 6)),

@@ -66,6 +66,9 @@ type scenario struct {
 	// anyVictim: which of equal victims goes is a tie; compare how many, and that the pod bound
 	// where a victim was.
 	anyVictim bool
+	// nodesLast: the pods are created (and found unschedulable) before the nodes, so that they
+	// wait in the queue together and its order alone decides who goes first.
+	nodesLast bool
 }
 
 // outcome is what a scenario ended in, in node names without the run's prefix.
@@ -167,7 +170,7 @@ func differentialScenarios() []scenario {
 		{name: "preemption respects a PDB", nodes: []dnode{n("a")},
 			existing: []dpod{on(lbl(prio(p("guarded", "2"), "low"), "app", "guarded"), "a"), on(prio(p("free", "2"), "low"), "a")},
 			pdbs:     []*policyv1.PodDisruptionBudget{pdb("guard", 1, "app", "guarded")}, pods: []dpod{prio(p("high", "2"), "high")}},
-		{name: "priority order of pending pods", nodes: []dnode{n("a")},
+		{name: "priority order of pending pods", nodes: []dnode{n("a")}, nodesLast: true,
 			pods: []dpod{prio(p("first-low", "3"), "low"), prio(p("then-high", "3"), "high")}},
 		{name: "gpu pod fits", nodes: []dnode{with(n("a"), func(d *dnode) { d.gpus = 8 })}, pods: []dpod{{name: "p", cpu: "1", mem: "1Gi", gpus: 2}},
 			differs: "t9k-scheduler also picks the GPUs (device.tensorstack.dev/gpus annotation); the node is the same"},
@@ -230,6 +233,27 @@ func (e *gangEnv) runScenario(t *testing.T, prefix string, sc scenario, schedule
 	ns := prefix
 	e.namespace(ns, nil)
 	nodeName := func(short string) string { return prefix + "-" + short }
+	if sc.nodesLast {
+		for _, d := range sc.pods {
+			_, err := e.kc.CoreV1().Pods(ns).Create(ctx, diffPod(ns, d, schedulerName), metav1.CreateOptions{})
+			require.NoError(t, err, "creating pod %s/%s", ns, d.name)
+		}
+		for _, d := range sc.pods {
+			require.NoError(t, wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				p, err := e.kc.CoreV1().Pods(ns).Get(ctx, d.name, metav1.GetOptions{})
+				if err != nil {
+					return false, nil
+				}
+				for _, c := range p.Status.Conditions {
+					if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+						return true, nil
+					}
+				}
+				return false, nil
+			}), "pod %s never tried", d.name)
+		}
+		time.Sleep(2 * time.Second) // past their first backoff: a node's arrival moves both at once
+	}
 	for _, d := range sc.nodes {
 		node := readyNode(nodeName(d.name), d.gpus)
 		node.Status.Capacity[corev1.ResourceCPU] = resource.MustParse(d.cpu)
@@ -281,6 +305,9 @@ func (e *gangEnv) runScenario(t *testing.T, prefix string, sc scenario, schedule
 
 	out := outcome{Bound: map[string]string{}, Reasons: map[string]string{}}
 	for _, d := range sc.pods {
+		if sc.nodesLast {
+			break // created above
+		}
 		_, err := e.kc.CoreV1().Pods(ns).Create(ctx, diffPod(ns, d, schedulerName), metav1.CreateOptions{})
 		require.NoError(t, err, "creating pod %s/%s", ns, d.name)
 	}

@@ -104,6 +104,13 @@ func (e *gangEnv) gang(ns, name, queue string, minMember, members int, gpus int6
 	e.members(ns, name, queue, 0, members, gpus, nil)
 }
 
+// created is the creationTimestamp of a PodGroup.
+func (e *gangEnv) created(ns, name string) metav1.Time {
+	var pg v1beta1.PodGroup
+	require.NoError(e.t, e.c.Get(e.ctx, types.NamespacedName{Namespace: ns, Name: name}, &pg))
+	return pg.CreationTimestamp
+}
+
 // members adds pods <group>-<from>..<group>-<from+n-1> to a group.
 func (e *gangEnv) members(ns, group, queue string, from, n int, gpus int64, edit func(*corev1.Pod)) {
 	for i := from; i < from+n; i++ {

@@ -5,9 +5,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/component-base/metrics/legacyregistry"
 )
 
@@ -66,4 +68,12 @@ func (m metrics) seriesOf(name string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// waitPastSecond waits until the apiserver's next creationTimestamp (whole seconds) is later
+// than created: objects made after it are then ordered after it by creation time.
+func waitPastSecond(created metav1.Time) {
+	for !time.Now().Truncate(time.Second).After(created.Time) {
+		time.Sleep(20 * time.Millisecond)
+	}
 }

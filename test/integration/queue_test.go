@@ -23,7 +23,7 @@ func TestQueuePriorityOrder(t *testing.T) {
 	e.queue("low", 10, nil)
 	e.queue("high", 50, nil)
 	e.gang("default", "older-low", "low", 2, 2, 8, nil) // older: age alone would pick it
-	time.Sleep(1100 * time.Millisecond)
+	waitPastSecond(e.created("default", "older-low"))
 	e.gang("default", "newer-high", "high", 2, 2, 8, nil)
 	s := e.sample("default", "older-low", "newer-high")
 	startScheduler(t, e.cp)
@@ -51,7 +51,7 @@ func TestQueueDRSOrder(t *testing.T) {
 	_, err := e.kc.CoreV1().Pods("default").Create(e.ctx, running, metav1.CreateOptions{})
 	require.NoError(t, err)
 	e.gang("default", "from-busy", "busy", 2, 2, 8, nil) // older
-	time.Sleep(1100 * time.Millisecond)
+	waitPastSecond(e.created("default", "from-busy"))
 	e.gang("default", "from-idle", "idle", 2, 2, 8, nil)
 	s := e.sample("default", "from-busy", "from-idle")
 	startScheduler(t, e.cp)

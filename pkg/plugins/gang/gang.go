@@ -87,9 +87,9 @@ var (
 // that did not fit moves when room appears.
 func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
-		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add | fwk.Delete | fwk.Update}},
-		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.Update}},
-		{Event: fwk.ClusterEvent{Resource: PodGroupEvent, ActionType: fwk.Add | fwk.Update}},
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add | fwk.Delete | fwk.Update}, QueueingHintFn: g.state.PodChangeMayHelp},
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: groupstate.NodeChangeMayHelp},
+		{Event: fwk.ClusterEvent{Resource: PodGroupEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: groupstate.PodGroupSpecChanged},
 	}, nil
 }
 
@@ -152,7 +152,9 @@ func (g *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, no
 	for _, m := range g.state.InFlight(key) {
 		fitter.Place(m)
 	}
-	if _, why := fitter.PlaceAll(toPlace); why != "" {
+	_, why := fitter.PlaceAll(toPlace)
+	g.state.SetShort(key, fitter.Short())
+	if why != "" {
 		msg := fmt.Sprintf("cannot place the %d pods the gang needs at once ({%s} in all): %s", len(toPlace), groupstate.Requests(toPlace), why)
 		g.state.RecordPending(cs, key, v1beta1.ReasonUnschedulable, msg)
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)

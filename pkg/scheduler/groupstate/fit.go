@@ -21,7 +21,13 @@ import (
 type Fitter struct {
 	nodes []*room
 	s     *State
+	// short are the resources the last failed Place found no node with enough of.
+	short []v1.ResourceName
 }
+
+// Short returns the resources the last failed placement lacked (nil when it failed for another
+// reason, such as no eligible node).
+func (f *Fitter) Short() []v1.ResourceName { return f.short }
 
 type room struct {
 	node *v1.Node
@@ -147,8 +153,10 @@ func (f *Fitter) Place(m Member) (string, string) {
 		return "", fmt.Sprintf("no eligible node (%s)", strings.Join(parts, ", "))
 	}
 	var short []string
+	f.short = nil
 	for _, name := range sortedKeys(m.Requests) {
 		if v := m.Requests[name]; v > 0 && maxFree[name] < v {
+			f.short = append(f.short, name)
 			short = append(short, fmt.Sprintf("needs %s %s, the most free on one of %d eligible nodes is %s",
 				Format(name, v), name, eligible, Format(name, max(maxFree[name], 0))))
 		}
@@ -178,7 +186,9 @@ func (f *Fitter) PlaceAll(ms []Member) (map[string]string, string) {
 	for n, i := range order {
 		node, why := f.Place(ms[i])
 		if node == "" {
-			return plan, fmt.Sprintf("%d of %d pods placed; pod %s %s", n, len(ms), ms[i].Pod.Name, why)
+			// No member's name: the same failure reads the same whichever member observed it,
+			// so the PodGroup's condition is written once.
+			return plan, fmt.Sprintf("%d of %d pods placed; the next %s", n, len(ms), why)
 		}
 		plan[ms[i].Pod.Name] = node
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -77,6 +78,9 @@ type group struct {
 	// quorumReported is set once the group's bound members reached quorum, so the metric and the
 	// GroupScheduled condition are reported once per time the gang is scheduled.
 	quorumReported bool
+	// short are the resources the gang's last failed fit lacked; nil when unknown. A pod leaving
+	// wakes the gang only when it held one of them.
+	short []v1.ResourceName
 }
 
 // State is shared by the t9k plugins of one scheduler profile. Its methods are safe for concurrent
@@ -210,8 +214,8 @@ func (s *State) DeletePod(pod *v1.Pod) {
 	if e == nil {
 		return
 	}
-	if freed := e.counted; freed != "" {
-		// Quota came free in that queue.
+	if freed := e.counted; freed != "" && s.hasQuotaLocked(freed) {
+		// Quota came free in that queue (a queue without quota has none to free).
 		s.pendingLocked(func(k GroupKey) bool { return s.queueOfKeyLocked(k) == freed })
 	}
 	s.subUsageLocked(e)
@@ -312,10 +316,16 @@ func (s *State) subUsageLocked(e *podEntry) {
 func (s *State) UpsertPodGroup(pg *v1beta1.PodGroup) {
 	s.mu.Lock()
 	defer s.unlockAndActivate()
+	old := s.podGroups[nsName{pg.Namespace, pg.Name}]
 	s.podGroups[nsName{pg.Namespace, pg.Name}] = pg
 	key := GroupKey{Namespace: pg.Namespace, Name: pg.Name}
 	s.requeueGroupLocked(key)
-	s.pendingLocked(func(k GroupKey) bool { return k == key })
+	// Only a new or changed spec (minMember, roles) can open PreEnqueue's gate; a status write
+	// (this scheduler's own conditions among them) must not wake the gang, or each failed
+	// attempt's condition would start the next attempt.
+	if old == nil || !equality.Semantic.DeepEqual(old.Spec, pg.Spec) {
+		s.pendingLocked(func(k GroupKey) bool { return k == key })
+	}
 }
 
 // DeletePodGroup records a PodGroup deletion.
@@ -359,6 +369,21 @@ func (s *State) UpsertQueue(q *v1beta1.Queue) {
 	if q.Namespace == s.queueNS {
 		s.pendingLocked(func(k GroupKey) bool { return s.queueOfKeyLocked(k) == q.Name })
 	}
+}
+
+// SetShort records what the gang's last failed fit lacked (nil: it fitted, or failed otherwise).
+func (s *State) SetShort(key GroupKey, short []v1.ResourceName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.groups[key]; g != nil {
+		g.short = short
+	}
+}
+
+// hasQuotaLocked says whether the queue limits anything.
+func (s *State) hasQuotaLocked(queue string) bool {
+	q := s.queues[nsName{s.queueNS, queue}]
+	return q != nil && len(q.Queue.Spec.QuotaRequests()) > 0
 }
 
 // queueOfKeyLocked is the queue of a group (of any member for a group without PodGroup).

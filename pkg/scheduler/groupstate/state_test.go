@@ -193,9 +193,9 @@ func TestFitterPlacesWholeGangOrSaysWhy(t *testing.T) {
 	}{
 		{name: "fits on three nodes", members: []Member{member("a", 8, ""), member("b", 8, ""), member("c", 2, "")}},
 		{name: "one too many", members: []Member{member("a", 8, ""), member("b", 8, ""), member("c", 4, "")},
-			wantErr: "2 of 3 pods placed; pod c needs 4 nvidia.com/gpu, the most free on one of 3 eligible nodes is 2"},
+			wantErr: "2 of 3 pods placed; the next needs 4 nvidia.com/gpu, the most free on one of 3 eligible nodes is 2"},
 		{name: "queue nodeSelector", members: []Member{member("a", 8, "a100"), member("b", 8, "a100")},
-			wantErr: "1 of 2 pods placed; pod b needs 8 nvidia.com/gpu, the most free on one of 2 eligible nodes is 2"},
+			wantErr: "1 of 2 pods placed; the next needs 8 nvidia.com/gpu, the most free on one of 2 eligible nodes is 2"},
 		{name: "evicting busy makes room", members: []Member{member("a", 8, "a100"), member("b", 8, "a100")},
 			gone: func(p *v1.Pod) bool { return p.Name == "busy" }},
 	} {

@@ -1,0 +1,70 @@
+package topology
+
+import (
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+)
+
+func TestTopologyHints(t *testing.T) {
+	p := &Topology{resource: "nvidia.com/gpu"}
+	pod := func(node string, gpus int64, phase v1.PodPhase) *v1.Pod {
+		req := v1.ResourceList{v1.ResourceCPU: resource.MustParse("1")}
+		if gpus > 0 {
+			req["nvidia.com/gpu"] = *resource.NewQuantity(gpus, resource.DecimalSI)
+		}
+		return &v1.Pod{Spec: v1.PodSpec{NodeName: node, Containers: []v1.Container{{Resources: v1.ResourceRequirements{Requests: req, Limits: req}}}},
+			Status: v1.PodStatus{Phase: phase}}
+	}
+	for name, tc := range map[string]struct {
+		old, new *v1.Pod
+		want     fwk.QueueingHint
+	}{
+		"GPU pod deleted":            {pod("n", 8, v1.PodRunning), nil, fwk.Queue},
+		"CPU pod deleted":            {pod("n", 0, v1.PodRunning), nil, fwk.QueueSkip},
+		"pending GPU pod deleted":    {pod("", 8, v1.PodPending), nil, fwk.QueueSkip},
+		"finished GPU pod deleted":   {pod("n", 8, v1.PodSucceeded), nil, fwk.QueueSkip},
+		"GPU pod finished":           {pod("n", 8, v1.PodRunning), pod("n", 8, v1.PodSucceeded), fwk.Queue},
+		"GPU pod status update":      {pod("n", 8, v1.PodPending), pod("n", 8, v1.PodRunning), fwk.QueueSkip},
+		"pending pod's status write": {pod("", 8, v1.PodPending), pod("", 8, v1.PodPending), fwk.QueueSkip},
+	} {
+		var oldObj, newObj any
+		if tc.old != nil {
+			oldObj = tc.old
+		}
+		if tc.new != nil {
+			newObj = tc.new
+		}
+		got, err := p.gpusFreed(klog.Background(), &v1.Pod{}, oldObj, newObj)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: hint = %v, %v; want %v", name, got, err, tc.want)
+		}
+	}
+
+	devices := func(healthy bool, inUse string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{
+			"gpus":  []any{map[string]any{"index": int64(0), "health": map[string]any{"healthy": healthy}}},
+			"inUse": []any{inUse}}}}
+	}
+	for name, tc := range map[string]struct {
+		old, new *unstructured.Unstructured
+		want     fwk.QueueingHint
+	}{
+		"published":        {nil, devices(true, ""), fwk.Queue},
+		"GPU healed":       {devices(false, ""), devices(true, ""), fwk.Queue},
+		"only inUse moved": {devices(true, "a"), devices(true, "b"), fwk.QueueSkip},
+	} {
+		var oldObj any
+		if tc.old != nil {
+			oldObj = tc.old
+		}
+		got, err := devicesChanged(klog.Background(), &v1.Pod{}, oldObj, tc.new)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: hint = %v, %v; want %v", name, got, err, tc.want)
+		}
+	}
+}

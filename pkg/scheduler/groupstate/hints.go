@@ -1,0 +1,163 @@
+package groupstate
+
+import (
+	"maps"
+	"slices"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/util"
+)
+
+// Queueing hints shared by the t9k plugins. The scheduler calls a hint for every pod a plugin
+// turned away when an event it registered happens; Queue retries the pod, QueueSkip leaves it
+// where it is. A hint answers Queue only when the event could make the pod schedulable, so that a
+// gang that cannot fit is not retried for every unrelated event, and never for a status write
+// (the scheduler's own PodScheduled conditions and PodGroup conditions included).
+
+// PodChangeMayHelp is T9kGang's pod hint: an event can help a pending gang member when it frees
+// what the gang lacked (an assigned pod holding one of those resources deleted or finished; any
+// assigned pod when the gang's shortage is not known), or changes the gang (a member added, its
+// labels or scheduling gates changed).
+func (s *State) PodChangeMayHelp(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	oldPod, newPod, err := util.As[*v1.Pod](oldObj, newObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	switch {
+	case newPod == nil: // deleted
+		if oldPod.Spec.NodeName != "" && !terminal(oldPod) {
+			return s.freesWhatIsShort(pod, oldPod), nil
+		}
+		return fwk.QueueSkip, nil
+	case oldPod == nil: // added
+		if sameGang(pod, newPod) {
+			return fwk.Queue, nil
+		}
+		return fwk.QueueSkip, nil
+	}
+	if newPod.Spec.NodeName != "" && terminal(newPod) && !terminal(oldPod) {
+		return s.freesWhatIsShort(pod, newPod), nil // finished: its room is free
+	}
+	if (sameGang(pod, newPod) || sameGang(pod, oldPod)) &&
+		(!maps.Equal(oldPod.Labels, newPod.Labels) || len(oldPod.Spec.SchedulingGates) != len(newPod.Spec.SchedulingGates)) {
+		return fwk.Queue, nil // the gang's membership changed
+	}
+	return fwk.QueueSkip, nil
+}
+
+// freesWhatIsShort: Queue when the leaving pod held a resource the pending pod's gang lacked at
+// its last attempt, or when that is not known.
+func (s *State) freesWhatIsShort(pending, leaving *v1.Pod) fwk.QueueingHint {
+	key, ok := KeyOf(pending)
+	if !ok {
+		return fwk.Queue
+	}
+	s.mu.RLock()
+	g := s.groups[key]
+	var short []v1.ResourceName
+	if g != nil {
+		short = g.short
+	}
+	s.mu.RUnlock()
+	if short == nil {
+		return fwk.Queue
+	}
+	req := PodRequests(leaving)
+	for _, r := range short {
+		if req[r] > 0 {
+			return fwk.Queue
+		}
+	}
+	return fwk.QueueSkip
+}
+
+// QueuePodChangeMayHelp is T9kQueue's pod hint: a pod leaving frees quota only in its own queue.
+func (s *State) QueuePodChangeMayHelp(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	oldPod, newPod, err := util.As[*v1.Pod](oldObj, newObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	var leaving *v1.Pod
+	switch {
+	case newPod == nil && oldPod.Spec.NodeName != "" && !terminal(oldPod):
+		leaving = oldPod
+	case oldPod != nil && newPod != nil && newPod.Spec.NodeName != "" && terminal(newPod) && !terminal(oldPod):
+		leaving = newPod
+	case oldPod != nil && newPod != nil && !maps.Equal(oldPod.Labels, newPod.Labels):
+		return fwk.Queue, nil // a pod moved between queues or groups
+	}
+	if leaving != nil && s.QueueOf(leaving) == s.QueueOf(pod) {
+		return fwk.Queue, nil
+	}
+	return fwk.QueueSkip, nil
+}
+
+// sameGang says whether other is a member of pod's PodGroup.
+func sameGang(pod, other *v1.Pod) bool {
+	if other == nil || pod.UID == other.UID {
+		return false
+	}
+	k, ok := KeyOf(pod)
+	ko, oko := KeyOf(other)
+	return ok && oko && !k.Pod && k == ko
+}
+
+// NodeChangeMayHelp: a node added, or one whose allocatable, labels, taints or
+// schedulability changed; not its heartbeats and conditions.
+func NodeChangeMayHelp(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	oldNode, newNode, err := util.As[*v1.Node](oldObj, newObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	if oldNode == nil || newNode == nil {
+		return fwk.Queue, nil
+	}
+	if !equality.Semantic.DeepEqual(oldNode.Status.Allocatable, newNode.Status.Allocatable) ||
+		!maps.Equal(oldNode.Labels, newNode.Labels) ||
+		!slices.EqualFunc(oldNode.Spec.Taints, newNode.Spec.Taints, func(a, b v1.Taint) bool { return a.MatchTaint(&b) }) ||
+		oldNode.Spec.Unschedulable != newNode.Spec.Unschedulable {
+		return fwk.Queue, nil
+	}
+	return fwk.QueueSkip, nil
+}
+
+// PodGroupSpecChanged is the hint of PodGroup events: only the pending pod's own PodGroup, when
+// it is new or its spec changed; a status write (the scheduler's conditions, the controllers'
+// counts) cannot help.
+func PodGroupSpecChanged(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	oldU, newU, err := util.As[*unstructured.Unstructured](oldObj, newObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	if newU == nil {
+		return fwk.QueueSkip, nil
+	}
+	if k, ok := KeyOf(pod); !ok || k.Pod || k.Namespace != newU.GetNamespace() || k.Name != newU.GetName() {
+		return fwk.QueueSkip, nil
+	}
+	return specHint(oldU, newU), nil
+}
+
+// QueueSpecChanged is the hint of Queue events: a new Queue or a changed spec (opened, quota,
+// selectors); not its status.
+func QueueSpecChanged(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	oldU, newU, err := util.As[*unstructured.Unstructured](oldObj, newObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	if newU == nil {
+		return fwk.QueueSkip, nil
+	}
+	return specHint(oldU, newU), nil
+}
+
+func specHint(oldU, newU *unstructured.Unstructured) fwk.QueueingHint {
+	if oldU == nil || !equality.Semantic.DeepEqual(oldU.Object["spec"], newU.Object["spec"]) {
+		return fwk.Queue
+	}
+	return fwk.QueueSkip
+}
