@@ -167,7 +167,7 @@ func Measure(ctx context.Context, opts Options) (*Report, error) {
 					continue
 				}
 				h.logf("%s / %s: run %d of %d", w.Name, s.Name, round+1, max(opts.Repeats, 1))
-				r, err := h.runOne(ctx, w, s)
+				r, err := h.runOne(ctx, w, s, round)
 				if err != nil {
 					return nil, fmt.Errorf("%s under %s: %w", w.Name, s.Name, err)
 				}
@@ -253,8 +253,11 @@ func (h *harness) machineMix() string {
 }
 
 // runOne measures one workload under one scheduler in its own namespace.
-func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest) (*Run, error) {
+func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, round int) (*Run, error) {
 	ns := fmt.Sprintf("%s-%s", w.Name, s.Name)
+	if round > 0 {
+		ns += fmt.Sprintf("-r%d", round+1) // namespaces are never deleted here (no namespace controller)
+	}
 	dir := filepath.Join(h.opts.WorkDir, ns)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 )
@@ -40,29 +39,6 @@ func TestTopologyHints(t *testing.T) {
 			newObj = tc.new
 		}
 		got, err := p.gpusFreed(klog.Background(), &v1.Pod{}, oldObj, newObj)
-		if err != nil || got != tc.want {
-			t.Errorf("%s: hint = %v, %v; want %v", name, got, err, tc.want)
-		}
-	}
-
-	devices := func(healthy bool, inUse string) *unstructured.Unstructured {
-		return &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{
-			"gpus":  []any{map[string]any{"index": int64(0), "health": map[string]any{"healthy": healthy}}},
-			"inUse": []any{inUse}}}}
-	}
-	for name, tc := range map[string]struct {
-		old, new *unstructured.Unstructured
-		want     fwk.QueueingHint
-	}{
-		"published":        {nil, devices(true, ""), fwk.Queue},
-		"GPU healed":       {devices(false, ""), devices(true, ""), fwk.Queue},
-		"only inUse moved": {devices(true, "a"), devices(true, "b"), fwk.QueueSkip},
-	} {
-		var oldObj any
-		if tc.old != nil {
-			oldObj = tc.old
-		}
-		got, err := devicesChanged(klog.Background(), &v1.Pod{}, oldObj, tc.new)
 		if err != nil || got != tc.want {
 			t.Errorf("%s: hint = %v, %v; want %v", name, got, err, tc.want)
 		}
