@@ -98,19 +98,8 @@ func TestPublishWritesOnlyOnChange(t *testing.T) {
 	assert.Equal(t, map[string]string{"keep": "me"}, got.Labels, "no GPUs: GFD labels removed")
 }
 
-func TestPublishAdoptsRecreatedNode(t *testing.T) {
-	ctx := context.Background()
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "uid-2"}}
-	old := &v1.NodeDevices{ObjectMeta: metav1.ObjectMeta{Name: "n1", OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: "n1", UID: "uid-1"}}}}
-	c := newClient(t, node, old)
-	p := &Publisher{Client: c}
-	res, err := p.Publish(ctx, "n1", status(1, ""))
-	require.NoError(t, err)
-	assert.True(t, res.Updated)
-	var nd v1.NodeDevices
-	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "n1"}, &nd))
-	assert.Equal(t, []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: "n1", UID: "uid-2"}}, nd.OwnerReferences)
-}
+// Adoption of a recreated node is tested on the real apiserver (test/integration
+// TestPublisherAdoptsRecreatedNode).
 
 func TestInUseFromPods(t *testing.T) {
 	gpus := status(4, "").GPUs // UUIDs GPU-a .. GPU-d

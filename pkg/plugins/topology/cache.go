@@ -373,6 +373,24 @@ func (c *gpuCache) freeOn(node string) (int, bool) {
 	return len(free), ok
 }
 
+// reap forgets the bound pods on node that alive says are gone. The scheduler requeues a pod on
+// a deletion as soon as its own handler has run, which may be before this cache's handler has:
+// reading the informer's store (updated before any handler runs) closes that gap, so the retry
+// does not fail on GPUs that are in fact free.
+func (c *gpuCache) reap(node string, alive func(*v1.Pod) bool) {
+	c.mu.RLock()
+	var gone []types.UID
+	for uid, pod := range c.podsOn[node] {
+		if !alive(pod) {
+			gone = append(gone, uid)
+		}
+	}
+	c.mu.RUnlock()
+	for _, uid := range gone {
+		c.forgetPod(uid)
+	}
+}
+
 // freeOnWithout is freeOn plus the GPUs of bound pods on the node that present does not list:
 // pods a preemption dry run has removed from its copy of the node.
 func (c *gpuCache) freeOnWithout(node string, present map[types.UID]bool) (int, bool) {

@@ -347,6 +347,10 @@ func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fw
 		return nil // the plan holds the GPUs
 	}
 	free, ok := p.cache.freeOn(name)
+	if ok && free < c.gpus && p.lagging(ni, free) {
+		p.cache.reap(name, p.alive)
+		free, ok = p.cache.freeOn(name)
+	}
 	if ok && free < c.gpus {
 		// A preemption dry run (DefaultPreemption for plain pods) removes its victims from its
 		// copy of the node, not from this cache: count their GPUs as free too. Reserve picks the
@@ -397,6 +401,11 @@ func (p *Topology) Reserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, no
 	if c == nil || c.gpus == 0 {
 		return nil
 	}
+	if free, ok := p.cache.freeOn(node); ok && free < c.gpus && p.handle != nil {
+		if ni, err := p.handle.SnapshotSharedLister().NodeInfos().Get(node); err == nil && p.lagging(ni, free) {
+			p.cache.reap(node, p.alive)
+		}
+	}
 	if _, err := p.cache.reserve(pod, node, c.gpus, c.nics); err != nil {
 		if c.gang != "" {
 			p.cache.dropPlan(c.gang)
@@ -404,6 +413,23 @@ func (p *Topology) Reserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, no
 		return fwk.NewStatus(fwk.Unschedulable, err.Error())
 	}
 	return nil
+}
+
+// lagging says whether the scheduler's snapshot of a node shows more GPUs free than this cache
+// does: a GPU pod's deletion the scheduler has handled and this cache not yet (see reap).
+func (p *Topology) lagging(ni fwk.NodeInfo, cacheFree int) bool {
+	alloc := ni.GetAllocatable().GetScalarResources()[p.resource]
+	used := ni.GetRequested().GetScalarResources()[p.resource]
+	return int(alloc-used) > cacheFree
+}
+
+// alive says whether the informer's store still has this pod, not finished.
+func (p *Topology) alive(pod *v1.Pod) bool {
+	if p.handle == nil {
+		return true
+	}
+	cur, err := p.handle.SharedInformerFactory().Core().V1().Pods().Lister().Pods(pod.Namespace).Get(pod.Name)
+	return err == nil && cur.UID == pod.UID && cur.Status.Phase != v1.PodSucceeded && cur.Status.Phase != v1.PodFailed
 }
 
 // Unreserve returns the pod's GPUs; a member failing after its gang was planned drops the plan so
