@@ -35,19 +35,8 @@ func (p *Topology) gpusFreed(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.
 	if err != nil {
 		return fwk.Queue, err
 	}
-	leaving := oldPod
-	if newPod != nil { // an update: only a finish frees anything
-		if oldPod == nil || !finished(newPod) || finished(oldPod) {
-			return fwk.QueueSkip, nil
-		}
-		leaving = newPod
-	}
-	if leaving.Spec.NodeName != "" && podGPUs(leaving, p.resource) > 0 && (newPod != nil || !finished(leaving)) {
+	if leaving := groupstate.LeavingPod(oldPod, newPod); leaving != nil && podGPUs(leaving, p.resource) > 0 {
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil
-}
-
-func finished(p *v1.Pod) bool {
-	return p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed
 }

@@ -27,20 +27,17 @@ func (s *State) PodChangeMayHelp(_ klog.Logger, pod *v1.Pod, oldObj, newObj any)
 	if err != nil {
 		return fwk.Queue, err
 	}
-	switch {
-	case newPod == nil: // deleted
-		if oldPod.Spec.NodeName != "" && !terminal(oldPod) {
-			return s.freesWhatIsShort(pod, oldPod), nil
-		}
+	if leaving := LeavingPod(oldPod, newPod); leaving != nil {
+		return s.freesWhatIsShort(pod, leaving), nil
+	}
+	if newPod == nil {
 		return fwk.QueueSkip, nil
-	case oldPod == nil: // added
+	}
+	if oldPod == nil { // added
 		if sameGang(pod, newPod) {
 			return fwk.Queue, nil
 		}
 		return fwk.QueueSkip, nil
-	}
-	if newPod.Spec.NodeName != "" && terminal(newPod) && !terminal(oldPod) {
-		return s.freesWhatIsShort(pod, newPod), nil // finished: its room is free
 	}
 	if (sameGang(pod, newPod) || sameGang(pod, oldPod)) &&
 		(!maps.Equal(oldPod.Labels, newPod.Labels) || len(oldPod.Spec.SchedulingGates) != len(newPod.Spec.SchedulingGates)) {
@@ -81,19 +78,26 @@ func (s *State) QueuePodChangeMayHelp(_ klog.Logger, pod *v1.Pod, oldObj, newObj
 	if err != nil {
 		return fwk.Queue, err
 	}
-	var leaving *v1.Pod
-	switch {
-	case newPod == nil && oldPod.Spec.NodeName != "" && !terminal(oldPod):
-		leaving = oldPod
-	case oldPod != nil && newPod != nil && newPod.Spec.NodeName != "" && terminal(newPod) && !terminal(oldPod):
-		leaving = newPod
-	case oldPod != nil && newPod != nil && !maps.Equal(oldPod.Labels, newPod.Labels):
+	leaving := LeavingPod(oldPod, newPod)
+	if leaving == nil && oldPod != nil && newPod != nil && !maps.Equal(oldPod.Labels, newPod.Labels) {
 		return fwk.Queue, nil // a pod moved between queues or groups
 	}
 	if leaving != nil && s.QueueOf(leaving) == s.QueueOf(pod) {
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil
+}
+
+// LeavingPod returns the pod of a pod event that gives its node's room back: an assigned pod
+// deleted before it finished, or one that just finished; nil otherwise.
+func LeavingPod(oldPod, newPod *v1.Pod) *v1.Pod {
+	switch {
+	case newPod == nil && oldPod != nil && oldPod.Spec.NodeName != "" && !terminal(oldPod):
+		return oldPod
+	case oldPod != nil && newPod != nil && newPod.Spec.NodeName != "" && terminal(newPod) && !terminal(oldPod):
+		return newPod
+	}
+	return nil
 }
 
 // sameGang says whether other is a member of pod's PodGroup.
