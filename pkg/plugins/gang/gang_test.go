@@ -16,7 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
-	"github.com/tensorstack/t9k/pkg/scheduler/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 )
 
 func member(name, group string, gpus int64) *v1.Pod {

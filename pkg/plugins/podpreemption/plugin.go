@@ -27,7 +27,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/defaultpreemption"
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/feature"
 
-	"github.com/tensorstack/t9k/pkg/scheduler/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 )
 
 // Name is the plugin's name in KubeSchedulerConfiguration.

@@ -15,7 +15,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
-	"github.com/tensorstack/t9k/pkg/scheduler/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 )
 
 // PreemptionReason labels the preemption metric: victims of a higher-priority queue.

@@ -28,7 +28,7 @@ import (
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 	"github.com/tensorstack/t9k/pkg/plugins/apis/config"
-	"github.com/tensorstack/t9k/pkg/scheduler/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 )
 
 // Name is the plugin's name in KubeSchedulerConfiguration.

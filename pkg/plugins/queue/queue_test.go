@@ -20,7 +20,7 @@ import (
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 	"github.com/tensorstack/t9k/pkg/plugins/gang"
-	"github.com/tensorstack/t9k/pkg/scheduler/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 )
 
 var t0 = time.Unix(1_000_000, 0)

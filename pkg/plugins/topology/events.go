@@ -10,7 +10,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/util"
 
 	"github.com/tensorstack/t9k/pkg/plugins/gang"
-	"github.com/tensorstack/t9k/pkg/scheduler/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 )
 
 var _ framework.EnqueueExtensions = &Topology{}

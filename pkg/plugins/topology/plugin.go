@@ -44,7 +44,7 @@ import (
 	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
 	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 	"github.com/tensorstack/t9k/pkg/plugins/apis/config"
-	"github.com/tensorstack/t9k/pkg/scheduler/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 	"github.com/tensorstack/t9k/pkg/topology"
 )
 
