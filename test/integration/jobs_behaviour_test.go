@@ -23,7 +23,7 @@ import (
 // running pods are stopped.
 func TestJobActiveDeadline(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("tutorial-examples__job__pytorchtrainingjob__ddp__job_torchrun.yaml", func(o client.Object) {
+	job := e.apply("torchrun-mnist.yaml", func(o client.Object) {
 		o.(*batch.PyTorchTrainingJob).Spec.RunPolicy = &batch.TrainingRunPolicy{ActiveDeadlineSeconds: ptr.To[int64](2)}
 	})
 	name := "torchrun-mnist"
@@ -47,7 +47,7 @@ func TestJobActiveDeadline(t *testing.T) {
 	e.waitPods(name)
 }
 
-// TestJobCleanUpPolicy: once the manual's generic-example succeeds (worker-0 succeeded, three
+// TestJobCleanUpPolicy: once generic-example succeeds (worker-0 succeeded, three
 // still running), All deletes every pod, Unfinished the running ones, None none.
 func TestJobCleanUpPolicy(t *testing.T) {
 	e := startJobs(t)
@@ -61,7 +61,7 @@ func TestJobCleanUpPolicy(t *testing.T) {
 	} {
 		t.Run(string(tc.policy), func(t *testing.T) {
 			name := "cleanup-" + strings.ToLower(string(tc.policy))
-			job := e.apply("doc__user-manuals__src__modules__jobs__genericjob__01.yaml", func(o client.Object) {
+			job := e.apply("generic-example.yaml", func(o client.Object) {
 				o.SetName(name)
 				o.(*batch.GenericJob).Spec.CleanUpPolicy = tc.policy
 			})
@@ -88,7 +88,7 @@ func TestJobCleanUpPolicy(t *testing.T) {
 // resumeSpecs command (Resuming) until all run again (Running).
 func TestJobPauseResume(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("doc__user-manuals__src__modules__jobs__genericjob__01.yaml", func(o client.Object) {
+	job := e.apply("generic-example.yaml", func(o client.Object) {
 		o.(*batch.GenericJob).Spec.RunMode = &batch.RunMode{Pause: &batch.PauseMode{
 			ResumeSpecs: []batch.ResumeSpec{{Type: "worker", Command: []string{"sleep", "1000"}}}}}
 	})
@@ -122,16 +122,16 @@ func TestJobPauseResume(t *testing.T) {
 // of the launcher, a PyTorch job's container sleeps, or runs the command debug.replicaSpecs gives.
 func TestJobDebugMode(t *testing.T) {
 	e := startJobs(t)
-	e.apply("examples__deepspeed__gpt-neox__train__single-debug.yaml", nil)
+	e.apply("neox-single-debug.yaml", nil)
 	pod := e.waitPods("neox-single-debug", "neox-single-debug-worker-0")[0]
 	require.Equal(t, []string{"/usr/sbin/sshd", "-D"}, container(&pod, "worker").Command)
 
-	e.apply("examples__dcu__llama3__job-debug.yaml", nil)
+	e.apply("llama3-debug.yaml", nil)
 	pod = e.waitPods("llama3-debug", "llama3-debug-worker-0")[0]
 	require.Equal(t, []string{"sleep", "inf"}, container(&pod, "llama3").Command)
 	require.Empty(t, container(&pod, "llama3").Args)
 
-	e.apply("examples__dcu__llama3__job-debug.yaml", func(o client.Object) {
+	e.apply("llama3-debug.yaml", func(o client.Object) {
 		o.SetName("llama3-debug-custom")
 		j := o.(*batch.PyTorchTrainingJob)
 		j.Spec.RunMode.Debug.ReplicaSpecs = []batch.ReplicaDebugSet{{Type: "worker", SkipInitContainer: true, Command: []string{"sleep", "3600"}}}
@@ -147,7 +147,7 @@ func TestJobDebugMode(t *testing.T) {
 // minReplicas.
 func TestJobElasticDeepSpeed(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("examples__deepspeed__gpt-neox__train__multi-elastic.yaml", func(o client.Object) {
+	job := e.apply("neox-elastic.yaml", func(o client.Object) {
 		o.(*batch.DeepSpeedJob).Spec.Scheduler = &batch.SchedulePolicy{T9kScheduler: &batch.T9kScheduler{Queue: "default"}}
 	})
 	name := "neox-elastic"
@@ -198,7 +198,7 @@ func TestJobControllerRestartNoDuplicates(t *testing.T) {
 	e := startJobs(t)
 	// Enough replicas that the controllers are stopped while still creating them.
 	const n = 150
-	job := e.apply("doc__user-manuals__src__modules__jobs__genericjob__01.yaml", func(o client.Object) {
+	job := e.apply("generic-example.yaml", func(o client.Object) {
 		o.(*batch.GenericJob).Spec.ReplicaSpecs[0].Replicas = ptr.To[int32](n)
 	})
 	name := job.GetName()

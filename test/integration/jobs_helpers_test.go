@@ -78,11 +78,14 @@ func (e *jobEnv) startControllers() func() {
 	return stop
 }
 
-// load reads a manifest of the shared examples corpus into its typed object, in the test's
-// namespace.
+// jobsTestdata holds the jobs the tests run: the project's own manifests, one job each, named
+// after the job.
+const jobsTestdata = "testdata/jobs"
+
+// load reads a manifest of testdata/jobs into its typed object, in the test's namespace.
 func (e *jobEnv) load(file string) client.Object {
 	e.t.Helper()
-	data, err := os.ReadFile(filepath.Join(examplesDir, file))
+	data, err := os.ReadFile(filepath.Join(jobsTestdata, file))
 	require.NoError(e.t, err)
 	codecs := serializer.NewCodecFactory(controllers.Scheme())
 	obj, _, err := codecs.UniversalDeserializer().Decode(data, nil, nil)

@@ -14,12 +14,12 @@ import (
 	"github.com/tensorstack/t9k/pkg/workloads"
 )
 
-// TestJobPyTorchParameterServer runs the tutorial's ps+worker PyTorchTrainingJob: MASTER_ADDR is
+// TestJobPyTorchParameterServer runs a ps+worker PyTorchTrainingJob: MASTER_ADDR is
 // ps-0 (the first replica type), ranks run across types, the master's success is the job's, and
 // cleanUpPolicy Unfinished deletes the still-running workers.
 func TestJobPyTorchParameterServer(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("tutorial-examples__job__pytorchtrainingjob__ps__job.yaml", nil)
+	job := e.apply("torch-mnist-trainingjob-ps.yaml", nil)
 	name := "torch-mnist-trainingjob-ps"
 	all := []string{name + "-ps-0", name + "-worker-0", name + "-worker-1", name + "-worker-2", name + "-worker-3"}
 	pods := e.waitPods(name, all...)
@@ -52,7 +52,7 @@ func TestJobPyTorchParameterServer(t *testing.T) {
 // mlperf) with restartPolicy ExitCode: 137 restarts the pod, 1 fails the job.
 func TestJobPyTorchTorchrunExitCode(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("examples__HIST__deepspeed__megatron__training__gpt2-1-5b.yaml", nil)
+	job := e.apply("gpt2-1-5b.yaml", nil)
 	name := "gpt2-1-5b"
 	pod := e.waitPods(name, name+"-node-0")[0]
 	c := container(&pod, "pytorch")
@@ -86,12 +86,12 @@ func TestJobPyTorchTorchrunExitCode(t *testing.T) {
 	require.Equal(t, int32(1), st.BackoffCount)
 }
 
-// TestJobDeepSpeedBackoff runs the DeepSpeed-Chat actor job (t9k scheduler): hostfile, ssh keys,
+// TestJobDeepSpeedBackoff runs a DeepSpeed-Chat actor job (t9k scheduler): hostfile, ssh keys,
 // deepspeed_env, worker-0 as launcher; worker-0 exits 137 four times, and the fourth exceeds the
 // default backoffLimit of 3.
 func TestJobDeepSpeedBackoff(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("examples__HIST__deepspeed__chat__actor__actor-multi-node.yaml", nil)
+	job := e.apply("actor-multi-node.yaml", nil)
 	name := "actor-multi-node"
 	w0, w1 := name+"-worker-0", name+"-worker-1"
 	pods := e.waitPods(name, w0, w1)
@@ -136,20 +136,20 @@ func TestJobDeepSpeedBackoff(t *testing.T) {
 	require.Equal(t, int32(3), st.Tasks[0].RestartCount)
 }
 
-// TestJobMPI runs both MPIJob shapes from the manuals: workers run sshd, the launcher appears only
-// once every worker is ready and runs mpirun with the hostfile; its success is the job's, and
-// cleanUpWorkers deletes the workers.
+// TestJobMPI runs both MPIJob shapes (spec.worker, and spec.mpiConfig with replicaSpecs): workers
+// run sshd, the launcher appears only once every worker is ready and runs mpirun with the
+// hostfile; its success is the job's, and cleanUpWorkers deletes the workers.
 func TestJobMPI(t *testing.T) {
 	e := startJobs(t)
 	for _, tc := range []struct {
 		file, name, workerContainer string
 		workers                     int
 	}{
-		{"doc__user-manuals__src__modules__jobs__mpijob__01.yaml", "mpi-example", "mpi-worker", 5},
-		{"doc__ucman__src__api__t9k-job__mpijob__01.yaml", "mpi-example-2025", "worker", 4},
+		{"mpi-example.yaml", "mpi-example", "mpi-worker", 5},
+		{"mpi-example-2025.yaml", "mpi-example-2025", "worker", 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			job := e.apply(tc.file, func(o client.Object) { o.SetName(tc.name) })
+			job := e.apply(tc.file, nil)
 			var workers []string
 			for i := 0; i < tc.workers; i++ {
 				workers = append(workers, tc.name+"-worker-"+string(rune('0'+i)))

@@ -19,11 +19,11 @@ import (
 	"github.com/tensorstack/t9k/pkg/workloads"
 )
 
-// TestJobTensorFlowPS runs the tutorial's chief/ps/worker TensorFlowTrainingJob: TF_CONFIG lists
+// TestJobTensorFlowPS runs a chief/ps/worker TensorFlowTrainingJob: TF_CONFIG lists
 // the cluster with this task, the PodGroup counts all 7 replicas by role, the chief decides.
 func TestJobTensorFlowPS(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("tutorial-examples__job__tensorflowtrainingjob__ps__job_gpu_t9ksched.yaml", nil)
+	job := e.apply("keras-mnist-trainingjob-ps.yaml", nil)
 	name := "keras-mnist-trainingjob-ps"
 	pods := e.waitPods(name, name+"-chief-0", name+"-ps-0", name+"-ps-1",
 		name+"-worker-0", name+"-worker-1", name+"-worker-2", name+"-worker-3")
@@ -54,11 +54,11 @@ func TestJobTensorFlowPS(t *testing.T) {
 	e.waitPhase(job, batch.JobSucceeded)
 }
 
-// TestJobXGBoost runs the tutorial's XGBoost job: rabit env with the master's xgboost-port; the
+// TestJobXGBoost runs a distributed XGBoost job: rabit env with the master's xgboost-port; the
 // master's failure with a non-retryable exit code (ExitCode policy) fails the job.
 func TestJobXGBoost(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("tutorial-examples__job__xgboosttrainingjob__distributed__job_gpu_t9ksched.yaml", nil)
+	job := e.apply("xgb-iris-trainingjob.yaml", nil)
 	name := "xgb-iris-trainingjob"
 	pods := e.waitPods(name, name+"-master-0", name+"-worker-0")
 	for _, want := range [][2]string{{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "9991"}, {"MASTER_ADDR", name + "-master-0." + name}} {
@@ -81,17 +81,11 @@ func TestJobXGBoost(t *testing.T) {
 func TestJobColossalAI(t *testing.T) {
 	e := startJobs(t)
 	for _, tc := range []struct{ file, name string }{
-		{"doc__user-manuals__src__modules__jobs__colossalaijob__01.yaml", "colossalai-example"},
-		{"tutorial-examples__job__colossalaijob__job.yaml", "colossal-palm"},
+		{"colossalai-example.yaml", "colossalai-example"},
+		{"colossal-palm.yaml", "colossal-palm"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			job := e.apply(tc.file, func(o client.Object) {
-				if j := o.(*batch.ColossalAIJob); len(j.Spec.ReplicaSpecs) > 0 {
-					for i := range j.Spec.ReplicaSpecs {
-						j.Spec.ReplicaSpecs[i].Template.Spec.NodeName = "" // the tutorial pins node sm02
-					}
-				}
-			})
+			job := e.apply(tc.file, nil)
 			pods := e.pods(tc.name)
 			e.eventually("workers", func() bool { pods = e.pods(tc.name); return len(pods) >= 2 })
 			for _, p := range pods {
@@ -120,7 +114,7 @@ func TestJobColossalAI(t *testing.T) {
 // the Job to success, deleting the cluster (cleanUpCluster).
 func TestJobBeam(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("tutorial-examples__job__beamjob__count-word__job.yaml", nil)
+	job := e.apply("count-word-beamjob.yaml", nil)
 	st := e.waitJob(job, "CRD missing condition", func(s *batch.JobStatus) bool { return condition(s, batch.JobConditionClusterRunning) != nil })
 	requireCondition(t, st, batch.JobConditionClusterRunning, corev1.ConditionFalse, workloads.ReasonFlinkCRDMissing,
 		"The FlinkCluster CRD (flinkoperator.k8s.io/v1beta1) is not installed: install the Flink operator to run BeamJobs.")

@@ -12,12 +12,12 @@ import (
 	"github.com/tensorstack/t9k/pkg/workloads"
 )
 
-// TestJobGenericJob runs the tutorial's multi-worker Keras GenericJob (t9k scheduler, per-replica
+// TestJobGenericJob runs a multi-worker Keras GenericJob (t9k scheduler, per-replica
 // Services, $(…) substitution in TF_CONFIG, restartPolicy {OnFailure, 100}, success and failure
 // rules) through a restart to success.
 func TestJobGenericJob(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("tutorial-examples__job__genericjob__multiworker-keras__job_gpu_t9ksched.yaml", nil)
+	job := e.apply("keras-mnist-genericjob.yaml", nil)
 	name := "keras-mnist-genericjob"
 	workers := []string{name + "-worker-0", name + "-worker-1", name + "-worker-2", name + "-worker-3"}
 	pods := e.waitPods(name, workers...)
@@ -89,11 +89,11 @@ func TestJobGenericJob(t *testing.T) {
 	require.Len(t, e.pods(name), 4)
 }
 
-// TestJobGenericJobFailureRule: the manual's generic-example fails by its rule {"worker": [1]}
-// when worker-1 fails (no restartPolicy: no restarts), with the manuals' messages.
+// TestJobGenericJobFailureRule: generic-example fails by its rule {"worker": [1]}
+// when worker-1 fails (no restartPolicy: no restarts), with the messages the manuals give.
 func TestJobGenericJobFailureRule(t *testing.T) {
 	e := startJobs(t)
-	job := e.apply("doc__user-manuals__src__modules__jobs__genericjob__01.yaml", nil)
+	job := e.apply("generic-example.yaml", nil)
 	name := "generic-example"
 	pods := e.waitPods(name, name+"-worker-0", name+"-worker-1", name+"-worker-2", name+"-worker-3")
 	require.Equal(t, []string{"sleep", "365"}, pods[0].Spec.Containers[0].Command)
