@@ -328,8 +328,8 @@ spec:
 func TestAdmissionResourceShape(t *testing.T) {
 	e := startQueueEnv(t, durationkeeper.Options{})
 	e.namespace("demo", nil)
-	// The public resource-shapes ConfigMap, as published.
-	out, err := e.kubectl("apply", "-f", exampleDoc(t, "idx__37864268450__queue-admin__resource-shapes.yaml", "ConfigMap"))
+	// The resource-shapes ConfigMap, profiles "default" and "large".
+	out, err := e.kubectl("apply", "-f", queueManifest("resource-shapes.yaml"))
 	require.NoError(t, err, out)
 	e.queue("shaped", sched.QueueSpec{ResourceShapeProfile: "default",
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "demo"}}})
@@ -353,36 +353,24 @@ func TestAdmissionResourceShape(t *testing.T) {
 		`queue "typo" uses resource shape profile "no-such-profile", which ConfigMap t9k-system/resource-shapes does not define`)
 }
 
-// exampleDoc writes the document of the given kind from a file of the public examples to a temp
-// file (the files mix whole objects with documentation fragments) and returns its path.
-func exampleDoc(t *testing.T, file, kind string) string {
-	t.Helper()
-	root, err := controlplane.ModuleRoot()
-	require.NoError(t, err)
-	data, err := os.ReadFile(filepath.Join(root, "..", "shared", "t9k-examples", file))
-	require.NoError(t, err)
-	docs, err := splitDocuments(data)
-	require.NoError(t, err)
-	for _, d := range docs {
-		if strings.Contains(string(d), "\nkind: "+kind+"\n") {
-			path := filepath.Join(t.TempDir(), kind+".yaml")
-			require.NoError(t, os.WriteFile(path, d, 0o600))
-			return path
-		}
-	}
-	t.Fatalf("no %s in %s", kind, file)
-	return ""
+// queueManifest is the path of a manifest of testdata/queues: the project's own Queues, written in
+// the shapes the API reference documents (the pre-2023 spec.requests included), and the objects
+// that go with them.
+func queueManifest(file string) string {
+	return filepath.Join("testdata", "queues", file)
 }
 
-func TestAdmissionPublicQueues(t *testing.T) {
+// TestAdmissionQueueManifests applies Queue manifests as an admin would with kubectl (one of them
+// in the pre-2023 shape, one naming no namespace) and follows queue "test" through admission,
+// quota, pressure and closing.
+func TestAdmissionQueueManifests(t *testing.T) {
 	e := startQueueEnv(t, durationkeeper.Options{})
 	e.namespace("demo", nil)
-	for _, f := range []string{"idx__28262219105__queue-old__01.yaml", "idx__37824765128__gpu-operator__shared-gpu-queue.yaml",
-		"idx__38141813027__duration-keeper__short-runs.yaml", "idx__38491060961__queue-reference__01.yaml"} {
-		out, err := e.kubectl("apply", "-n", "t9k-system", "-f", exampleDoc(t, f, "Queue"))
+	for _, f := range []string{"queue-default-legacy.yaml", "queue-shared-gpu.yaml", "queue-short-runs.yaml", "queue-test.yaml"} {
+		out, err := e.kubectl("apply", "-n", "t9k-system", "-f", queueManifest(f))
 		require.NoError(t, err, "%s: %s", f, out)
 	}
-	e.eventually("status of the public queues", func() bool {
+	e.eventually("status of the queues", func() bool {
 		for _, n := range []string{"default", "shared-gpu", "short-runs", "test"} {
 			var q sched.Queue
 			if e.c.Get(e.ctx, types.NamespacedName{Namespace: "t9k-system", Name: n}, &q) != nil {
@@ -402,7 +390,7 @@ func TestAdmissionPublicQueues(t *testing.T) {
 		e.rejected(e.pod("demo", "in-"+n, n, "", res("cpu", "1", "memory", "1Gi")), admission.PodWebhook,
 			fmt.Sprintf(`namespace "demo" may not use queue %q: the queue's namespaceSelector does not select it`, n))
 	}
-	// The user-manual pod (no requests) meets the cpu quota of "test".
+	// A pod without requests meets the cpu quota of "test".
 	pod := e.pod("demo", "pod-test", "test", "", nil)
 	e.rejected(pod, admission.PodWebhook, `queue "test" has a cpu quota, so every container must declare requests.cpu; container "main" of pod "pod-test" does not`)
 	pod.Spec.Containers[0].Resources.Requests = res("cpu", "30", "memory", "1Gi")
@@ -580,10 +568,10 @@ func TestDurationKeeper(t *testing.T) {
 	e := startQueueEnv(t, durationkeeper.Options{PriorityThreshold: "keep-alive"})
 	ctx := e.ctx
 	require.NoError(t, e.c.Create(ctx, &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "keep-alive"}, Value: 1000000}))
-	// The public Duration Keeper example: queue short-runs (maxDuration 10s) and an nginx Deployment.
-	out, err := e.kubectl("apply", "-f", exampleDoc(t, "idx__38141813027__duration-keeper__short-runs.yaml", "Queue"))
+	// Queue short-runs (maxDuration 10s) and an nginx Deployment in it.
+	out, err := e.kubectl("apply", "-f", queueManifest("queue-short-runs.yaml"))
 	require.NoError(t, err, out)
-	out, err = e.kubectl("apply", "-n", "default", "-f", exampleDoc(t, "idx__38141813027__duration-keeper__short-runs.yaml", "Deployment"))
+	out, err = e.kubectl("apply", "-n", "default", "-f", queueManifest("deployment-short-runs.yaml"))
 	require.NoError(t, err, out)
 	// The admin lets namespace default use it (unset namespaceSelector admits none).
 	out, err = e.kubectl("patch", "queue", "short-runs", "-n", "t9k-system", "--type=merge",
