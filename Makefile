@@ -89,6 +89,9 @@ lint:
 .PHONY: test
 # The packages under test/ each run a real control plane and schedulers; one at a time, so on two
 # cores one does not starve the other's timing-sensitive steps (gang timeouts, backoffs).
+# T9K_EXAMPLES (from the environment or make's command line; a relative path is taken from the
+# module root) names the public manifest corpus; the compatibility tests over it are skipped
+# without it: T9K_EXAMPLES=../shared/t9k-examples make test.
 test: build tools verify-generate lint
 	T9K_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/)
 	T9K_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 40m -p 1 ./test/...

@@ -27,10 +27,35 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tensorstack/t9k/pkg/controlplane"
 )
 
-// examplesDir is the corpus of real T9k manifests, in the checkout's sibling shared/ directory.
-const examplesDir = "../../../shared/t9k-examples"
+// corpusEnv names the directory of the public corpus of T9k manifests (the manuals' and tutorials'
+// YAML, with an INDEX.md), which the compatibility tests check when it is given.
+const corpusEnv = "T9K_EXAMPLES"
+
+// corpusDir returns the corpus directory named by T9K_EXAMPLES, a relative path being taken from
+// the module root (where make runs), and skips the test when the variable is unset. A directory
+// that is named but missing fails the test.
+func corpusDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv(corpusEnv)
+	if dir == "" {
+		t.Skipf("public manifest corpus not given; to run this: %s=../shared/t9k-examples make test (or go test with %s=<dir>)", corpusEnv, corpusEnv)
+	}
+	if !filepath.IsAbs(dir) {
+		root, err := controlplane.ModuleRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(root, dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "INDEX.md")); err != nil {
+		t.Fatalf("%s=%s is not the manifest corpus: %v", corpusEnv, os.Getenv(corpusEnv), err)
+	}
+	return dir
+}
 
 // examplesNamespace receives manifests that name no namespace.
 const examplesNamespace = "t9k-examples"
@@ -222,17 +247,12 @@ func (d *dryRunner) createLenient(ctx context.Context, path string) error {
 		Error()
 }
 
-// TestManifestsDryRun applies every complete T9k manifest of our groups in the shared examples
-// corpus to a real apiserver (server-side dry-run, strict field validation) and requires all of them
-// to be accepted, except the known broken ones in knownRejections.
+// TestManifestsDryRun applies every complete T9k manifest of our groups in the public corpus
+// (T9K_EXAMPLES; skipped without it) to a real apiserver (server-side dry-run, strict field
+// validation) and requires all of them to be accepted, except the known broken ones in
+// knownRejections.
 func TestManifestsDryRun(t *testing.T) {
-	dir, err := filepath.Abs(examplesDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("examples corpus missing: %v (expected the shared t9k-examples directory beside the checkout)", err)
-	}
+	dir := corpusDir(t)
 	fragments := fragmentFiles(t, dir)
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil || len(files) == 0 {
