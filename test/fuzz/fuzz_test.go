@@ -23,9 +23,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 
@@ -36,9 +38,10 @@ import (
 const ns = "examples"
 
 var (
-	podGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
-	pgGVR  = schema.GroupVersionResource{Group: "scheduler.tensorstack.dev", Version: "v1beta1", Resource: "podgroups"}
-	qGVR   = schema.GroupVersionResource{Group: "scheduler.tensorstack.dev", Version: "v1beta1", Resource: "queues"}
+	podGVR   = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	pgGVR    = schema.GroupVersionResource{Group: "scheduler.tensorstack.dev", Version: "v1beta1", Resource: "podgroups"}
+	qGVR     = schema.GroupVersionResource{Group: "scheduler.tensorstack.dev", Version: "v1beta1", Resource: "queues"}
+	eventGVR = schema.GroupVersionResource{Version: "v1", Resource: "events"}
 )
 
 func envInt(name string, def int) int {
@@ -92,7 +95,8 @@ func TestExamplesAndFuzz(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(setup, "setup.yaml"), data, 0o644))
 	_, err = c.ApplyDir(ctx, setup)
 	require.NoError(t, err)
-	seeds := loadSeeds(t, filepath.Join(root, "examples"))
+	examples := loadExamples(t, filepath.Join(root, "examples"))
+	seeds := seedsOf(t, examples)
 	probe := seeds["GenericJob"][0].DeepCopy()
 	probe.SetName("probe")
 	probe.SetAnnotations(map[string]string{"scheduler.tensorstack.dev/topology-policy": "Required:no.such/level"})
@@ -101,52 +105,234 @@ func TestExamplesAndFuzz(t *testing.T) {
 		return err != nil && strings.Contains(err.Error(), "denied the request"), nil
 	}), "webhook never answered")
 
-	t.Run("examples", func(t *testing.T) { f.examplesRun(t, seeds) })
+	t.Run("examples", func(t *testing.T) { f.examplesRun(t, examples) })
 	t.Run("fuzz", func(t *testing.T) { f.fuzz(t, seeds) })
 }
 
-// examplesRun applies every example as written and waits for its end: jobs Succeeded (BeamJob:
-// the missing Flink operator named), the PodGroup's pods Succeeded, the Queue with conditions.
-func (f *fuzzer) examplesRun(t *testing.T, seeds map[string][]*unstructured.Unstructured) {
+// setupFile is the example applied before the others (the examples' namespace and queue).
+const setupFile = "00-namespace-and-queue.yaml"
+
+// stepLabel orders the objects of an example meant to be applied in steps (kubectl apply -l
+// example.tensorstack.dev/step=1, then the whole file): each step's jobs run before the next
+// step is applied.
+const stepLabel = "example.tensorstack.dev/step"
+
+// preempts names, per example file, the job that a later step of it must preempt.
+var preempts = map[string]string{"queue-preemption.yaml": "research-sweep"}
+
+// examplesRun applies every example file as written, all files at once, and waits for the end of
+// each object: jobs Succeeded (BeamJob: the missing Flink operator named; a job created paused is
+// resumed once it shows Paused), a PodGroup's member pods Succeeded, a Queue with conditions.
+func (f *fuzzer) examplesRun(t *testing.T, examples []example) {
 	var wg sync.WaitGroup
-	for _, kind := range sortedKeys(seeds) {
+	for _, ex := range examples {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fc := &fuzzCase{obj: seeds[kind][0].DeepCopy()}
-			name := "ex-" + strings.ToLower(kind)
-			fc.obj.SetName(name)
-			for _, m := range seeds[kind][1:] {
-				m = m.DeepCopy()
-				m.SetName(strings.Replace(m.GetName(), seeds[kind][0].GetName(), name, 1))
-				labels := m.GetLabels()
-				labels["scheduler.tensorstack.dev/group-name"] = name
-				m.SetLabels(labels)
-				fc.members = append(fc.members, m)
-			}
-			end := f.runToEnd(fc)
-			switch kind {
-			case "BeamJob":
-				if !strings.Contains(end, "FlinkClusterCRDNotFound") {
-					t.Errorf("%s: %s, want it to name the missing Flink operator", kind, end)
-				}
-			case "Queue":
-				if !strings.HasPrefix(end, "queue conditions") {
-					t.Errorf("%s: %s", kind, end)
-				}
-			default:
-				if end != "Succeeded" {
-					t.Errorf("%s example ended %s, want Succeeded", kind, end)
-				}
-			}
-			t.Logf("%s example: %s", kind, end)
+			f.runExample(t, ex)
 		}()
 	}
 	wg.Wait()
 }
 
-// runToEnd creates a case and waits (90 s at most) for its end: a job's Succeeded or Failed, every
-// member pod of a PodGroup Succeeded; for kinds without an end, what explains them.
+// runExample applies one example file, step by step if it has steps, waits for the end of each of
+// its objects and checks it, then removes what it created.
+func (f *fuzzer) runExample(t *testing.T, ex example) {
+	steps := map[string][]*unstructured.Unstructured{}
+	for _, d := range ex.docs {
+		step := d.GetLabels()[stepLabel]
+		steps[step] = append(steps[step], d)
+	}
+	var created []*unstructured.Unstructured
+	defer func() {
+		for _, o := range created {
+			if o.GetKind() == "Pod" {
+				_ = f.resource(o).Delete(f.ctx, o.GetName(), metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+			} else {
+				f.cleanUp(&fuzzCase{obj: o})
+			}
+		}
+	}()
+	order := sortedKeys(steps)
+	for i, step := range order {
+		for _, d := range steps[step] {
+			if want := f.namespaceOf(d); d.GetNamespace() != want {
+				t.Errorf("%s: %s %s is in namespace %q, want %q", ex.file, d.GetKind(), d.GetName(), d.GetNamespace(), want)
+				return
+			}
+			_, err := f.resource(d).Create(f.ctx, d.DeepCopy(), metav1.CreateOptions{})
+			switch {
+			case apierrors.IsAlreadyExists(err) && ex.file == setupFile:
+				// Applied by the setup; left for the fuzz cases.
+			case err != nil:
+				t.Errorf("%s: %s %s refused: %v", ex.file, d.GetKind(), d.GetName(), err)
+				return
+			default:
+				created = append(created, d)
+			}
+		}
+		if i == len(order)-1 {
+			break
+		}
+		for _, d := range steps[step] {
+			if isJob(d) {
+				if phase := f.waitPhase(d, "Running"); phase != "Running" {
+					t.Errorf("%s: step %s: %s %s never ran (phase %q), so step %s was not applied", ex.file, step, d.GetKind(), d.GetName(), phase, order[i+1])
+					return
+				}
+			}
+		}
+		t.Logf("%s: step %s running", ex.file, step)
+	}
+
+	for _, d := range ex.docs {
+		if d.GetKind() == "Pod" {
+			continue // a member of a PodGroup of the file, which ends when they do
+		}
+		var end string
+		if paused, _, _ := unstructured.NestedBool(d.Object, "spec", "runMode", "pause", "enabled"); paused && isJob(d) {
+			end = f.resumeToEnd(d)
+		} else {
+			end = f.waitEnd(&fuzzCase{obj: d, members: membersOf(ex.docs, d)})
+		}
+		switch kind := d.GetKind(); {
+		case kind == "BeamJob":
+			if !strings.Contains(end, "FlinkClusterCRDNotFound") {
+				t.Errorf("%s: %s %s: %s, want it to name the missing Flink operator", ex.file, kind, d.GetName(), end)
+			}
+		case kind == "Queue":
+			if !strings.HasPrefix(end, "queue conditions") {
+				t.Errorf("%s: %s %s: %s", ex.file, kind, d.GetName(), end)
+			}
+		case end != "Succeeded":
+			t.Errorf("%s: %s %s ended %s, want Succeeded", ex.file, kind, d.GetName(), end)
+		}
+		t.Logf("%s: %s %s: %s", ex.file, d.GetKind(), d.GetName(), end)
+	}
+	if victim := preempts[ex.file]; victim != "" {
+		if msg := f.preemptedEvent(victim); msg == "" {
+			t.Errorf("%s: no Preempted event for %s's PodGroup", ex.file, victim)
+		} else {
+			t.Logf("%s: %s preempted: %s", ex.file, victim, msg)
+		}
+	}
+}
+
+// namespaceOf is where an example's object must be: Queues in t9k-system, the rest in the
+// examples' namespace.
+func (f *fuzzer) namespaceOf(obj *unstructured.Unstructured) string {
+	if obj.GetKind() == "Queue" {
+		return "t9k-system"
+	}
+	return ns
+}
+
+func isJob(obj *unstructured.Unstructured) bool {
+	return obj.GroupVersionKind().Group == "batch.tensorstack.dev"
+}
+
+// membersOf returns the pods of docs that join the PodGroup obj.
+func membersOf(docs []*unstructured.Unstructured, obj *unstructured.Unstructured) []*unstructured.Unstructured {
+	if obj.GetKind() != "PodGroup" {
+		return nil
+	}
+	var out []*unstructured.Unstructured
+	for _, d := range docs {
+		if d.GetKind() == "Pod" && d.GetLabels()["scheduler.tensorstack.dev/group-name"] == obj.GetName() {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// waitPhase waits (90 s at most) for a job to reach phase, and returns the phase it last had.
+func (f *fuzzer) waitPhase(obj *unstructured.Unstructured, phase string) string {
+	var last string
+	_ = wait.PollUntilContextTimeout(f.ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		cur, err := f.resource(obj).Get(ctx, obj.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		last, _, _ = unstructured.NestedString(cur.Object, "status", "phase")
+		return last == phase, nil
+	})
+	return last
+}
+
+// resumeToEnd follows a job created paused: Paused with no pods, then resumed (as the example
+// tells the reader to), to its end; every pod it then ran must have run resumeSpecs' command.
+func (f *fuzzer) resumeToEnd(obj *unstructured.Unstructured) string {
+	if phase := f.waitPhase(obj, "Paused"); phase != "Paused" {
+		return fmt.Sprintf("never Paused (phase %q)", phase)
+	}
+	if pods := f.podsOf(obj); len(pods) > 0 {
+		return fmt.Sprintf("Paused with %d pods", len(pods))
+	}
+	patch := []byte(`{"spec":{"runMode":{"pause":{"enabled":false}}}}`)
+	if _, err := f.resource(obj).Patch(f.ctx, obj.GetName(), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return "resume refused: " + err.Error()
+	}
+	end := f.waitEnd(&fuzzCase{obj: obj})
+	if end != "Succeeded" {
+		return end
+	}
+	resume := map[string][]any{}
+	specs, _, _ := unstructured.NestedSlice(obj.Object, "spec", "runMode", "pause", "resumeSpecs")
+	for _, s := range specs {
+		m, _ := s.(map[string]any)
+		resume[fmt.Sprint(m["type"])], _ = m["command"].([]any)
+	}
+	pods := f.podsOf(obj)
+	if len(pods) == 0 {
+		return "Succeeded, but its pods are gone: cannot tell what they ran"
+	}
+	for _, p := range pods {
+		containers, _, _ := unstructured.NestedSlice(p.Object, "spec", "containers")
+		var cmd []any
+		if len(containers) > 0 {
+			cmd, _ = containers[0].(map[string]any)["command"].([]any)
+		}
+		want := resume[p.GetLabels()["batch.tensorstack.dev/replica-type"]]
+		if fmt.Sprint(cmd) != fmt.Sprint(want) {
+			return fmt.Sprintf("Succeeded, but pod %s ran %v after the resume, want resumeSpecs' %v", p.GetName(), cmd, want)
+		}
+	}
+	return end
+}
+
+// podsOf lists a job's pods.
+func (f *fuzzer) podsOf(obj *unstructured.Unstructured) []unstructured.Unstructured {
+	list, err := f.dyn.Resource(podGVR).Namespace(ns).List(f.ctx, metav1.ListOptions{LabelSelector: "tensorstack.dev/owner-name=" + obj.GetName()})
+	if err != nil {
+		return nil
+	}
+	return list.Items
+}
+
+// preemptedEvent returns the message of the scheduler's Preempted event on a job's PodGroup, or
+// "" when there is none.
+func (f *fuzzer) preemptedEvent(job string) string {
+	var msg string
+	_ = wait.PollUntilContextTimeout(f.ctx, 250*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		evs, err := f.dyn.Resource(eventGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, ev := range evs.Items {
+			kind, _, _ := unstructured.NestedString(ev.Object, "involvedObject", "kind")
+			name, _, _ := unstructured.NestedString(ev.Object, "involvedObject", "name")
+			reason, _, _ := unstructured.NestedString(ev.Object, "reason")
+			if kind == "PodGroup" && name == job && reason == "Preempted" {
+				msg, _, _ = unstructured.NestedString(ev.Object, "message")
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return msg
+}
+
+// runToEnd creates a case, waits for its end (waitEnd) and removes it.
 func (f *fuzzer) runToEnd(fc *fuzzCase) string {
 	obj := fc.obj.DeepCopy()
 	if _, err := f.resource(obj).Create(f.ctx, obj, metav1.CreateOptions{}); err != nil {
@@ -158,6 +344,13 @@ func (f *fuzzer) runToEnd(fc *fuzzCase) string {
 		}
 	}
 	defer f.cleanUp(fc)
+	return f.waitEnd(fc)
+}
+
+// waitEnd waits (90 s at most) for the end of a created case: a job's Succeeded or Failed, every
+// member pod of a PodGroup Succeeded; for kinds without an end, what explains them.
+func (f *fuzzer) waitEnd(fc *fuzzCase) string {
+	obj := fc.obj
 	var end string
 	_ = wait.PollUntilContextTimeout(f.ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		switch obj.GetKind() {
@@ -283,25 +476,51 @@ func verdictClass(v string) string {
 	return class
 }
 
-// loadSeeds reads the examples by kind: each job kind, PodGroup (with its member pods) and Queue.
-func loadSeeds(t *testing.T, dir string) map[string][]*unstructured.Unstructured {
+// example is one file of examples/: its objects in order, the Namespace left out (the setup
+// applies it).
+type example struct {
+	file string
+	docs []*unstructured.Unstructured
+}
+
+// loadExamples reads every examples/*.yaml, in name order.
+func loadExamples(t *testing.T, dir string) []example {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	require.NoError(t, err)
-	out := map[string][]*unstructured.Unstructured{}
+	sort.Strings(files)
+	var out []example
 	for _, file := range files {
 		data, err := os.ReadFile(file)
 		require.NoError(t, err)
-		var docs []*unstructured.Unstructured
+		ex := example{file: filepath.Base(file)}
 		for _, d := range strings.Split(string(data), "\n---\n") {
 			u := &unstructured.Unstructured{}
 			require.NoError(t, yamlToObject(d, u), file)
 			if u.GetKind() != "" && u.GetKind() != "Namespace" {
-				docs = append(docs, u)
+				ex.docs = append(ex.docs, u)
 			}
 		}
-		if len(docs) > 0 {
-			out[docs[0].GetKind()] = docs
+		require.NotEmpty(t, ex.docs, "%s holds no object", file)
+		out = append(out, ex)
+	}
+	return out
+}
+
+// seedsOf picks the fuzz seeds by kind: each job kind, PodGroup (with its member pods) and Queue,
+// from the examples that hold that one object. Where several do, the file named after the kind
+// (pytorchtrainingjob.yaml rather than debug-mode.yaml) is the seed.
+func seedsOf(t *testing.T, examples []example) map[string][]*unstructured.Unstructured {
+	out := map[string][]*unstructured.Unstructured{}
+	for _, ex := range examples {
+		kind := ex.docs[0].GetKind()
+		single := true
+		for _, d := range ex.docs[1:] {
+			single = single && kind == "PodGroup" && d.GetKind() == "Pod"
 		}
+		if _, taken := out[kind]; !single || taken && ex.file != strings.ToLower(kind)+".yaml" {
+			continue
+		}
+		out[kind] = ex.docs
 	}
 	require.Len(t, out, 10, "want seeds of the 8 job kinds, PodGroup and Queue: %v", sortedKeys(out))
 	return out
