@@ -3,6 +3,7 @@ package localcluster
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 )
 
 // BinariesOptions say which t9k binaries StartBinaries runs.
@@ -15,13 +16,17 @@ type BinariesOptions struct {
 	// DefaultScheduler also runs the stock kube-scheduler as "default-scheduler", so that pods
 	// that do not name t9k-scheduler are scheduled as on a real cluster.
 	DefaultScheduler bool
+	// TopologyLevels, when set, are the node labels naming the cluster's topology levels,
+	// innermost first (Layout.LevelLabels): T9kTopology's args.levels and t9k-controllers'
+	// --topology-levels. Unset leaves the scheduler config's levels and the controllers' default.
+	TopologyLevels []string
 }
 
 // StartBinaries runs t9k-scheduler, t9k-controllers (with its admission webhook, reached by the
 // apiserver on loopback) and the device-agent for every simulated node, from c.BinDir.
 func (c *Cluster) StartBinaries(o BinariesOptions) error {
 	cfg := filepath.Join(c.Dir, "scheduler-config.yaml")
-	if err := WriteSchedulerConfig(o.SchedulerConfig, cfg, c.Kubeconfig); err != nil {
+	if err := WriteSchedulerConfigWithLevels(o.SchedulerConfig, cfg, c.Kubeconfig, o.TopologyLevels); err != nil {
 		return fmt.Errorf("scheduler config: %w", err)
 	}
 	ports := make([]int, 6)
@@ -39,13 +44,16 @@ func (c *Cluster) StartBinaries(o BinariesOptions) error {
 		return err
 	}
 	c.step("starting t9k-controllers (http://127.0.0.1:%d/metrics)", ports[1])
-	if err := c.StartProcess("t9k-controllers", filepath.Join(c.BinDir, "t9k-controllers"),
-		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false",
+	ctrlArgs := []string{"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false"}
+	if o.TopologyLevels != nil {
+		ctrlArgs = append(ctrlArgs, "--topology-levels="+strings.Join(o.TopologyLevels, ","))
+	}
+	if err := c.StartProcess("t9k-controllers", filepath.Join(c.BinDir, "t9k-controllers"), append(ctrlArgs,
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
 		// The apiserver runs on this machine: it calls the admission webhook on loopback, and the
 		// controllers register it themselves with a CA they make.
-		"--webhook-bind-address=127.0.0.1", "--webhook-url-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", ports[4])); err != nil {
+		"--webhook-bind-address=127.0.0.1", "--webhook-url-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", ports[4]))...); err != nil {
 		return err
 	}
 	if o.DefaultScheduler {
