@@ -35,6 +35,14 @@ type Options struct {
 	// StartTimeout bounds the start of each component. Default 60s: the 2-core CI machines are slow
 	// when the Go build of the tests runs alongside.
 	StartTimeout time.Duration
+	// WorkDir, when set, holds etcd's data (WorkDir/etcd) and the apiserver's certificates
+	// (WorkDir/apiserver) instead of fresh temporary directories, so that a process killed before
+	// Stop leaves them where its next run finds and clears them. The caller empties it first and
+	// removes it after Stop.
+	WorkDir string
+	// APIServerPath and EtcdPath override BinDir/kube-apiserver and BinDir/etcd (e.g. a launcher
+	// that makes them die with this process).
+	APIServerPath, EtcdPath string
 }
 
 // ControlPlane is a running kube-apiserver + etcd pair.
@@ -83,6 +91,7 @@ func Start(opts Options) (*ControlPlane, error) {
 	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, opts.ExtraCRDPaths...)
 
 	api := env.ControlPlane.GetAPIServer()
+	api.Path = opts.APIServerPath
 	args := api.Configure()
 	// No kube-controller-manager runs here: the ServiceAccount admission would wait for token
 	// controllers, and TaintNodesByCondition would leave every new node tainted not-ready forever.
@@ -99,6 +108,16 @@ func Start(opts Options) (*ControlPlane, error) {
 	if etcd == nil {
 		etcd = &envtest.Etcd{}
 		env.ControlPlane.Etcd = etcd
+	}
+	etcd.Path = opts.EtcdPath
+	if opts.WorkDir != "" {
+		api.CertDir = filepath.Join(opts.WorkDir, "apiserver")
+		etcd.DataDir = filepath.Join(opts.WorkDir, "etcd")
+		for _, d := range []string{api.CertDir, etcd.DataDir} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// The data dir is throw-away: durability costs fsyncs that dominate on these machines.
 	etcd.Configure().Set("unsafe-no-fsync", "true")

@@ -40,6 +40,12 @@ type Options struct {
 	CRDDir string
 	// Spec is the node layout; zero Spines means no nodes are created.
 	Spec Spec
+	// Layout, when set, is the cluster instead of Spec (e.g. from a cluster file).
+	Layout *Layout
+	// Reexec starts kube-apiserver and etcd through this executable, so that they die with this
+	// process even when it is killed by SIGKILL; its main must call ExecGuardedChild first.
+	// Children started by StartProcess die with it in any case.
+	Reexec bool
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
 	// Namespaces to create on start (e.g. t9k-system for leader election and queues).
@@ -59,6 +65,8 @@ type Cluster struct {
 	progress io.Writer
 	mu       sync.Mutex
 	procs    []*process
+	others   []procStat // processes started for us by others (envtest: etcd, kube-apiserver)
+	lock     *os.File
 }
 
 type process struct {
@@ -69,15 +77,19 @@ type process struct {
 }
 
 // Start brings the cluster up: control plane, kubeconfig, namespaces, kwok, then the nodes, and
-// waits until every node is Ready. On error everything started so far is stopped again.
+// waits until every node is Ready. On error everything started so far is stopped again. A
+// directory holds one running cluster at a time; what a killed earlier run left in it (processes,
+// etcd data) is cleared first.
 func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
-	if opts.Spec.Spines > 0 {
+	layout := opts.Layout
+	if layout == nil && opts.Spec.Spines > 0 {
 		if err := opts.Spec.Validate(); err != nil {
 			return nil, err
 		}
+		layout = opts.Spec.Layout()
 	}
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "logs"), 0o755); err != nil {
 		return nil, err
@@ -87,16 +99,54 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	c = &Cluster{Dir: dir, BinDir: opts.BinDir, progress: opts.Progress}
+	if err := c.lockDir(); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			c.Stop()
 			c = nil
 		}
 	}()
+	c.reapLeftovers()
+	work := filepath.Join(dir, "controlplane")
+	if err = os.RemoveAll(work); err != nil {
+		return c, fmt.Errorf("clearing %s: %w", work, err)
+	}
+	cpOpts := controlplane.Options{BinDir: opts.BinDir, CRDDir: opts.CRDDir, WorkDir: work}
+	if opts.Reexec {
+		binDir := opts.BinDir
+		if binDir == "" {
+			if binDir, err = controlplane.BinDir(); err != nil {
+				return c, err
+			}
+		}
+		var undo func()
+		cpOpts.APIServerPath, cpOpts.EtcdPath, undo, err = guardedPaths(filepath.Join(work, "bin"), binDir, dir)
+		if err != nil {
+			return c, err
+		}
+		defer undo() // on errors before the control plane is up
+	}
 
 	c.step("starting kube-apiserver and etcd")
 	start := time.Now()
-	c.ControlPlane, err = controlplane.Start(controlplane.Options{BinDir: opts.BinDir, CRDDir: opts.CRDDir})
+	before := childGroups()
+	if opts.Reexec {
+		// Forked from the spawner thread, to which their parent-death signal is tied.
+		spawn(func() { c.ControlPlane, err = controlplane.Start(cpOpts) })
+		os.Unsetenv(envGuardBinDir) // the children started from here on are not guarded
+		os.Unsetenv(envGuardParent)
+		os.Unsetenv(envLocalDir)
+	} else {
+		c.ControlPlane, err = controlplane.Start(cpOpts)
+	}
+	for pid, st := range childGroups() {
+		if _, ok := before[pid]; !ok {
+			c.others = append(c.others, st)
+		}
+	}
+	c.recordChildren()
 	if err != nil {
 		return c, err
 	}
@@ -131,8 +181,8 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return c, err
 	}
 
-	if opts.Spec.Spines > 0 {
-		if err = c.CreateNodes(ctx, opts.Spec.Nodes()); err != nil {
+	if layout != nil && len(layout.Nodes) > 0 {
+		if err = c.CreateNodes(ctx, layout.Nodes); err != nil {
 			return c, err
 		}
 	}
@@ -191,8 +241,9 @@ func NodeReady(n *corev1.Node) bool {
 	return false
 }
 
-// StartProcess runs a child process whose output goes to Dir/logs/<name>.log. The child dies with
-// this process (PDEATHSIG), so a crash of the parent leaves nothing behind.
+// StartProcess runs a child process whose output goes to Dir/logs/<name>.log, in its own process
+// group. The child dies with this process (PDEATHSIG, set from the spawner thread: see
+// processes.go), so a crash of the parent leaves nothing behind.
 func (c *Cluster) StartProcess(name, path string, args ...string) error {
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("%s: %w (run `make build tools`)", name, err)
@@ -202,9 +253,11 @@ func (c *Cluster) StartProcess(name, path string, args ...string) error {
 		return err
 	}
 	cmd := exec.Command(path, args...)
+	cmd.Env = append(os.Environ(), envLocalDir+"="+c.Dir)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	spawn(func() { err = cmd.Start() })
+	if err != nil {
 		log.Close()
 		return fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -213,6 +266,7 @@ func (c *Cluster) StartProcess(name, path string, args ...string) error {
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()
+	c.recordChildren()
 	return nil
 }
 
@@ -258,6 +312,11 @@ func (c *Cluster) Stop() {
 			c.step("stopping control plane: %v", err)
 		}
 		c.ControlPlane = nil
+	}
+	if c.lock != nil {
+		_ = os.RemoveAll(filepath.Join(c.Dir, "controlplane"))
+		_ = os.Remove(c.processesFile())
+		c.unlockDir()
 	}
 }
 
