@@ -1,6 +1,7 @@
 // Command t9k-local runs a simulated GPU cluster on this machine: a real kube-apiserver + etcd,
-// kwok nodes with GPUs in a spine/block topology, and t9k-scheduler, t9k-controllers and the
-// device-agent as child processes. Ctrl-C tears it all down.
+// kwok nodes with GPUs in a spine/block topology (or the one a --cluster file describes), and
+// t9k-scheduler, t9k-controllers and the device-agent as child processes. Ctrl-C, SIGTERM or
+// SIGHUP tear it all down; if t9k-local is killed outright, its children die with it.
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +21,8 @@ import (
 )
 
 func main() {
+	// When started in place of kube-apiserver or etcd, become it (see localcluster.Options.Reexec).
+	localcluster.ExecGuardedChild()
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "t9k-local: %v\n", err)
 		os.Exit(1)
@@ -32,12 +36,14 @@ func run() error {
 	var (
 		dir       = flag.String("dir", ".t9k-local", "Directory for the kubeconfig, configs and logs.")
 		binDir    = flag.String("bin-dir", defaultBin, "Directory with kube-apiserver, etcd, kwok and the t9k binaries.")
-		schedCfg  = flag.String("scheduler-config", filepath.Join(root, "manifests", "scheduler", "t9k-scheduler.yaml"), "KubeSchedulerConfiguration for t9k-scheduler.")
+		schedCfg  = flag.String("scheduler-config", filepath.Join(root, "manifests", "scheduler", "t9k-scheduler.yaml"), "KubeSchedulerConfiguration for t9k-scheduler (its T9kTopology levels become the cluster's).")
 		crdDir    = flag.String("crd-dir", "", "CRDs to install (default: manifests/crd of this repository).")
 		noAgent   = flag.Bool("no-device-agent", false, "Do not start the device-agent.")
 		samples   = flag.String("samples", filepath.Join(root, "manifests", "samples"), "Apply the manifests in this directory once the cluster is up and show where their jobs land; empty to skip.")
 		readyOnly = flag.Bool("exit-when-ready", false, "Stop everything and exit 0 once the cluster is up (for scripts and tests).")
+		cluster   = flag.String("cluster", "", "Cluster file: topology levels and machines per domain (see manifests/local/); replaces the shape flags, and sets the scheduler's and controllers' topology levels.")
 	)
+	shapeFlags := []string{"spines", "blocks-per-spine", "nodes-per-block", "gpus-per-node"}
 	flag.IntVar(&spec.Spines, "spines", spec.Spines, "Number of spines.")
 	flag.IntVar(&spec.BlocksPerSpine, "blocks-per-spine", spec.BlocksPerSpine, "Blocks under each spine.")
 	flag.IntVar(&spec.NodesPerBlock, "nodes-per-block", spec.NodesPerBlock, "Nodes in each block.")
@@ -46,15 +52,55 @@ func run() error {
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
+	var layout *localcluster.Layout
+	if *cluster != "" {
+		var clash []string
+		flag.Visit(func(f *flag.Flag) {
+			if slices.Contains(shapeFlags, f.Name) {
+				clash = append(clash, "--"+f.Name)
+			}
+		})
+		if len(clash) > 0 {
+			return fmt.Errorf("--cluster gives the whole cluster; leave out %s (or drop --cluster)", strings.Join(clash, ", "))
+		}
+		var err error
+		if layout, err = localcluster.LoadClusterFile(*cluster); err != nil {
+			return err
+		}
+	} else {
+		if err := spec.Validate(); err != nil {
+			return err
+		}
+		layout = spec.Layout()
+	}
 
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (the terminal closed) ends the cluster as Ctrl-C and SIGTERM do. A second signal
+	// while stopping exits at once; the children still die with this process.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// Output to a pipe whose reader has gone must not kill t9k-local halfway through a teardown
+	// (the writes fail instead); a handler, unlike SIG_IGN, is not inherited by the children.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	go func() {
+		s := <-sigs
+		fmt.Printf("[t9k-local] %v: stopping (again to exit at once)\n", s)
+		cancel()
+		s = <-sigs
+		fmt.Printf("[t9k-local] %v: exiting now\n", s)
+		os.Exit(130)
+	}()
 
 	c, err := localcluster.Start(ctx, localcluster.Options{
-		Dir: *dir, BinDir: *binDir, CRDDir: *crdDir, Spec: spec,
+		Dir: *dir, BinDir: *binDir, CRDDir: *crdDir, Layout: layout, Reexec: true,
 		Progress: os.Stdout, Namespaces: []string{"t9k-system"},
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Println("[t9k-local] stopped before the cluster was up; nothing left running")
+			return nil
+		}
 		return err
 	}
 	defer func() {
@@ -63,7 +109,8 @@ func run() error {
 		fmt.Println("[t9k-local] stopped; nothing left running")
 	}()
 
-	if err := c.StartBinaries(localcluster.BinariesOptions{SchedulerConfig: *schedCfg, NoDeviceAgent: *noAgent}); err != nil {
+	if err := c.StartBinaries(localcluster.BinariesOptions{SchedulerConfig: *schedCfg, NoDeviceAgent: *noAgent,
+		TopologyLevels: layout.LevelLabels()}); err != nil {
 		return err
 	}
 	// Give the children a moment to fail on bad flags or config before declaring success.
@@ -77,13 +124,14 @@ func run() error {
 	}
 
 	fmt.Printf(`
-[t9k-local] cluster is up: %d nodes × %d GPUs (%d spines × %d blocks × %d nodes)
+[t9k-local] cluster is up: %s
+  levels:     %s
   kubeconfig: %s
   logs:       %s
-  try:        %s --kubeconfig %s get nodes -L network.topology.nvidia.com/block
+  try:        %s --kubeconfig %s get nodes -L %s
 Press Ctrl-C to stop.
-`, spec.NodeCount(), spec.Machine.GPUs, spec.Spines, spec.BlocksPerSpine, spec.NodesPerBlock,
-		c.Kubeconfig, filepath.Join(c.Dir, "logs"), filepath.Join(*binDir, "kubectl"), c.Kubeconfig)
+`, layout.Summary(), strings.Join(layout.LevelLabels(), ", "),
+		c.Kubeconfig, filepath.Join(c.Dir, "logs"), filepath.Join(*binDir, "kubectl"), c.Kubeconfig, strings.Join(layout.LevelLabels(), ","))
 
 	if *readyOnly {
 		return nil
