@@ -9,6 +9,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/util"
 
+	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 	"github.com/tensorstack/t9k/pkg/plugins/gang"
 	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 )
@@ -29,13 +30,17 @@ func (p *Topology) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHi
 	}, nil
 }
 
-// gpusFreed: an assigned pod holding GPUs deleted or finished.
+// gpusFreed: an assigned pod holding GPUs deleted or finished, or a pending gang member asking for
+// GPUs deleted (its gang's plan may have held GPUs for it, released on its deletion).
 func (p *Topology) gpusFreed(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
 	oldPod, newPod, err := util.As[*v1.Pod](oldObj, newObj)
 	if err != nil {
 		return fwk.Queue, err
 	}
 	if leaving := groupstate.LeavingPod(oldPod, newPod); leaving != nil && podGPUs(leaving, p.resource) > 0 {
+		return fwk.Queue, nil
+	}
+	if newPod == nil && oldPod != nil && oldPod.Spec.NodeName == "" && oldPod.Labels[schedv1beta1.LabelGroupName] != "" && podGPUs(oldPod, p.resource) > 0 {
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil

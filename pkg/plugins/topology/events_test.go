@@ -7,6 +7,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+
+	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
 
 func TestTopologyHints(t *testing.T) {
@@ -19,6 +21,10 @@ func TestTopologyHints(t *testing.T) {
 		return &v1.Pod{Spec: v1.PodSpec{NodeName: node, Containers: []v1.Container{{Resources: v1.ResourceRequirements{Requests: req, Limits: req}}}},
 			Status: v1.PodStatus{Phase: phase}}
 	}
+	member := func(p *v1.Pod) *v1.Pod {
+		p.Labels = map[string]string{schedv1beta1.LabelGroupName: "g"}
+		return p
+	}
 	for name, tc := range map[string]struct {
 		old, new *v1.Pod
 		want     fwk.QueueingHint
@@ -26,6 +32,8 @@ func TestTopologyHints(t *testing.T) {
 		"GPU pod deleted":            {pod("n", 8, v1.PodRunning), nil, fwk.Queue},
 		"CPU pod deleted":            {pod("n", 0, v1.PodRunning), nil, fwk.QueueSkip},
 		"pending GPU pod deleted":    {pod("", 8, v1.PodPending), nil, fwk.QueueSkip},
+		"pending GPU member deleted": {member(pod("", 8, v1.PodPending)), nil, fwk.Queue},
+		"pending CPU member deleted": {member(pod("", 0, v1.PodPending)), nil, fwk.QueueSkip},
 		"finished GPU pod deleted":   {pod("n", 8, v1.PodSucceeded), nil, fwk.QueueSkip},
 		"GPU pod finished":           {pod("n", 8, v1.PodRunning), pod("n", 8, v1.PodSucceeded), fwk.Queue},
 		"GPU pod status update":      {pod("n", 8, v1.PodPending), pod("n", 8, v1.PodRunning), fwk.QueueSkip},

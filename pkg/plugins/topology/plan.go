@@ -98,6 +98,17 @@ func (c *gpuCache) dropPlanLocked(key string) {
 	delete(c.plans, key)
 }
 
+// dropPlansOf drops the plan, if any, that holds a place for the pod (a pending member deleted).
+func (c *gpuCache) dropPlansOf(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, gp := range c.plans {
+		if _, ok := gp.byPod[uid]; ok {
+			c.dropPlanLocked(key)
+		}
+	}
+}
+
 // expirePlans drops plans older than maxAge: a gang whose members never came to claim their
 // places (rejected, deleted) must not hold GPUs for ever.
 func (c *gpuCache) expirePlans(maxAge time.Duration) []string {

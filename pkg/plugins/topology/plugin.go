@@ -10,7 +10,9 @@
 //     unschedulable with the planner's reason.
 //   - Filter: a planned pod fits only its planned node; others need enough free GPUs in our cache.
 //   - Score: the interconnect quality of the best GPU set each node can offer.
-//   - Reserve/Unreserve: take or return the GPUs in the cache; a failed member drops its gang's plan.
+//   - PostFilter, Reserve/Unreserve: take or return the GPUs in the cache; a member that fails
+//     (Filter, Reserve, Permit, Bind) or is deleted drops its gang's plan in that cycle, so a plan
+//     never holds GPUs for members that cannot come.
 //   - Bind: bind a GPU pod with its choice (device.tensorstack.dev/gpus and /nics) as annotations
 //     on the Binding, which the apiserver copies onto the pod in the same write; the device-agent
 //     honours them and the cache is rebuilt from them after a restart. Other pods are left to
@@ -67,12 +69,13 @@ type Topology struct {
 }
 
 var (
-	_ framework.PreFilterPlugin = &Topology{}
-	_ framework.FilterPlugin    = &Topology{}
-	_ framework.ScorePlugin     = &Topology{}
-	_ framework.ReservePlugin   = &Topology{}
-	_ framework.PreBindPlugin   = &Topology{}
-	_ framework.BindPlugin      = &Topology{}
+	_ framework.PreFilterPlugin  = &Topology{}
+	_ framework.FilterPlugin     = &Topology{}
+	_ framework.PostFilterPlugin = &Topology{}
+	_ framework.ScorePlugin      = &Topology{}
+	_ framework.ReservePlugin    = &Topology{}
+	_ framework.PreBindPlugin    = &Topology{}
+	_ framework.BindPlugin       = &Topology{}
 )
 
 // cycle is what PreFilter learned for the rest of the pod's scheduling cycle.
@@ -103,7 +106,29 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 	if err := p.watch(ctx); err != nil {
 		return nil, err
 	}
+	go p.expirePlansEvery(ctx, args.PlanTTL()/2)
 	return p, nil
+}
+
+// expirePlansEvery drops unclaimed plans even while no gang member is being scheduled (PreFilter
+// also expires them). Plans are dropped as soon as a member fails (PostFilter, Unreserve) or is
+// deleted; this is the backstop for anything else.
+func (p *Topology) expirePlansEvery(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, key := range p.cache.expirePlans(p.args.PlanTTL()) {
+				klog.FromContext(ctx).V(4).Info("dropped an unclaimed gang plan", "gang", key)
+			}
+		}
+	}
 }
 
 // Name returns the plugin name.
@@ -199,6 +224,9 @@ func (p *Topology) onPod(o any, deleted bool) {
 	}
 	if deleted {
 		p.cache.forgetPod(pod.UID)
+		// A pending member deleted: its gang's plan would hold GPUs for a member that will never
+		// claim them (gpusFreed requeues the pods those GPUs can help).
+		p.cache.dropPlansOf(pod.UID)
 		return
 	}
 	p.cache.observePod(pod)
@@ -365,6 +393,18 @@ func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fw
 		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("node has %d free %s with a usable topology, pod needs %d", free, p.resource, c.gpus))
 	}
 	return nil
+}
+
+// PostFilter runs when this pod fit no node: a gang member that failed on its planned node (a
+// filter the planner does not model: host ports, inter-pod affinity, volumes) drops its gang's
+// plan in this very cycle, so the GPUs held for the members still to come are free for others at
+// once; the next attempt plans afresh. Configured first among PostFilter plugins, so a preemption
+// plugin cannot end the chain before it. It never makes the pod schedulable itself.
+func (p *Topology) PostFilter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, _ framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
+	if c := readCycle(cs); c != nil && c.gang != "" {
+		p.cache.dropPlan(c.gang)
+	}
+	return nil, fwk.NewStatus(fwk.Unschedulable)
 }
 
 // Score rates the interconnect of the best GPU set the node can offer.
