@@ -2,7 +2,9 @@
 // (scheduler.tensorstack.dev). No member binds until minMember members, and every role's minimum,
 // can run at once.
 //
-//   - PreEnqueue keeps members out of the active queue until enough of them exist.
+//   - PreEnqueue keeps members out of the active queue until enough of them exist; the shared
+//     state lets them through (Activate) when a member or the PodGroup opens the gate, and
+//     checks held members periodically, since the scheduler's own flush skips them.
 //   - PreFilter, for the first member of an attempt, checks that the whole quorum fits on the
 //     snapshot at once (leaving room for other gangs already half placed), so a gang that cannot
 //     run takes no reservation at all.
@@ -10,6 +12,9 @@
 //     the quorum is reserved (running members count), then lets them all bind. On the timeout
 //     (args, or the PodGroup's spec.scheduleTimeoutSeconds) or any member's failure every waiting
 //     member is rejected and its reservation released.
+//   - A member failing to bind after Permit let the gang go (the others may be bound already) is
+//     retried; if the gang is still short of its quorum after its timeout, its bound members are
+//     deleted, so a partial gang holds nothing (BindFailed, PartialGangReleased).
 //   - PostBind reports the quorum (GroupScheduled condition, time-to-quorum metric).
 package gang
 
@@ -18,9 +23,11 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
@@ -40,6 +47,11 @@ type Gang struct {
 	handle  framework.Handle
 	state   *groupstate.State
 	timeout time.Duration
+
+	mu sync.Mutex
+	// repairing: gangs with a bind failure after their quorum was let go, whose release check is
+	// scheduled (at most one check per gang at a time).
+	repairing map[groupstate.GroupKey]bool
 }
 
 var (
@@ -70,7 +82,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 
 // NewWithState builds the plugin on a given State (tests, benchmarks).
 func NewWithState(h framework.Handle, st *groupstate.State, timeout time.Duration) *Gang {
-	return &Gang{handle: h, state: st, timeout: timeout}
+	return &Gang{handle: h, state: st, timeout: timeout, repairing: map[groupstate.GroupKey]bool{}}
 }
 
 // Name implements framework.Plugin.
@@ -106,14 +118,17 @@ func (g *Gang) PreEnqueue(_ context.Context, pod *v1.Pod) *fwk.Status {
 	}
 	gang, _ := g.state.Gang(pod)
 	if gang.PodGroup == nil {
+		g.state.Hold(pod)
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("PodGroup %s not found", key))
 	}
 	if short := gang.ShortOfMembers(); short != "" {
+		g.state.Hold(pod)
 		msg := "Insufficient members in PodGroup, waiting for more: " + short
 		g.state.SetCondition(key, v1beta1.PodGroupConditionSufficientMember, metav1.ConditionFalse, v1beta1.ReasonInsufficientMemberPod, msg)
 		g.state.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, v1beta1.ReasonInsufficientMemberPod, msg)
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	}
+	g.state.Unhold(pod)
 	g.state.SetCondition(key, v1beta1.PodGroupConditionSufficientMember, metav1.ConditionTrue, v1beta1.ReasonSufficientMemberPods, "PodGroup has enough member pods")
 	if c := g.state.Condition(key, v1beta1.PodGroupConditionScheduled); c != nil && c.Reason == v1beta1.ReasonInsufficientMemberPod {
 		// Written in the same status apply as SufficientGroupMember (the writer coalesces).
@@ -147,18 +162,30 @@ func (g *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, no
 	if len(toPlace) <= 1 {
 		return nil, nil
 	}
+	inFlight := g.state.InFlight(key)
+	ver := groupstate.FitVersion{Nodes: len(nodes), InFlight: len(inFlight), Members: len(toPlace)}
+	for _, ni := range nodes {
+		ver.MaxGeneration = max(ver.MaxGeneration, ni.GetGeneration())
+	}
+	if msg, ok := g.state.FitFailure(key, ver); ok {
+		// Nothing changed since a sibling found the whole gang does not fit: fail fast.
+		g.state.RecordPending(cs, key, v1beta1.ReasonUnschedulable, msg)
+		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+	}
 	fitter := g.state.NewFitter(nodes, nil)
 	// Gangs already half placed get their remaining room first: taking it would deadlock both.
-	for _, m := range g.state.InFlight(key) {
+	for _, m := range inFlight {
 		fitter.Place(m)
 	}
 	_, why := fitter.PlaceAll(toPlace)
 	g.state.SetShort(key, fitter.Short())
 	if why != "" {
 		msg := fmt.Sprintf("cannot place the %d pods the gang needs at once ({%s} in all): %s", len(toPlace), groupstate.Requests(toPlace), why)
+		g.state.SetFitFailure(key, ver, msg)
 		g.state.RecordPending(cs, key, v1beta1.ReasonUnschedulable, msg)
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
+	g.state.SetFitFailure(key, ver, "")
 	klog.FromContext(ctx).V(4).Info("Gang fits", "podGroup", key, "members", len(toPlace))
 	return nil, nil
 }
@@ -245,7 +272,13 @@ func (g *Gang) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ str
 	}
 	g.state.WakeShortOf(groupstate.PodRequests(pod)) // the room it held is free again
 	g.rejectWaiting(key, fmt.Sprintf("member %s was released", pod.Name))
-	if before.AttemptStart.IsZero() || before.ShortOfQuorum() == "" {
+	if before.ShortOfQuorum() == "" {
+		// The quorum was placed, so Permit let the gang go: this member failed at PreBind or
+		// Bind, and members bound meanwhile cannot be unbound.
+		g.bindFailed(before, pod)
+		return
+	}
+	if before.AttemptStart.IsZero() {
 		return
 	}
 	timeout := g.timeoutOf(before)
@@ -261,9 +294,75 @@ func (g *Gang) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ str
 		msg := fmt.Sprintf("quorum not placed within %s (%s); released all %d placed members, retrying in %s",
 			timeout, before.ShortOfQuorum(), placed, backoff)
 		g.state.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, v1beta1.ReasonPermitTimeout, msg)
+		g.state.MarkFailed(key)
 		g.backOff(before, backoff)
 	}
 	g.state.ResetAttempt(key)
+}
+
+// bindFailed reports a member that failed to bind after its gang's quorum was let go, and schedules
+// the check that releases the gang's bound members if it is still not whole after its schedule
+// timeout (the member is retried meanwhile; a transient failure heals well within it). A gang
+// that never had a member bound has nothing to release.
+func (g *Gang) bindFailed(gang *groupstate.Gang, pod *v1.Pod) {
+	bound := 0
+	for _, m := range gang.Members {
+		if m.Pod.UID != pod.UID && m.Assigned() {
+			bound++ // bound, or binding (the informer may not show it bound yet)
+		}
+	}
+	timeout := g.timeoutOf(gang)
+	msg := fmt.Sprintf("member %s failed to bind after the gang's quorum was placed; retrying it; if the gang is not whole within %s its %d placed members are released", pod.Name, timeout, bound)
+	g.state.Event(gang.Key, v1.EventTypeWarning, v1beta1.ReasonBindFailed, msg)
+	g.state.SetCondition(gang.Key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, v1beta1.ReasonBindFailed, msg)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.repairing[gang.Key] {
+		return
+	}
+	g.repairing[gang.Key] = true
+	time.AfterFunc(timeout, func() { g.releaseIfPartial(gang.Key) })
+}
+
+// releaseIfPartial deletes the bound members of a gang that is still short of its quorum, so a
+// partial gang holds no GPUs (its job's controller recreates the pods, and the gang is placed
+// whole again). A member being bound right now gets a second look before anything is deleted.
+func (g *Gang) releaseIfPartial(key groupstate.GroupKey) {
+	gang := g.state.GangByKey(key)
+	if gang.ShortOfQuorum() == "" {
+		if gang.Waiting() {
+			time.AfterFunc(time.Second, func() { g.releaseIfPartial(key) })
+			return
+		}
+		g.mu.Lock()
+		delete(g.repairing, key)
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Lock()
+	delete(g.repairing, key)
+	g.mu.Unlock()
+	var names []string
+	ctx := context.Background()
+	for _, m := range gang.Members {
+		if m.Pod.Spec.NodeName == "" || g.handle == nil {
+			continue
+		}
+		err := g.handle.ClientSet().CoreV1().Pods(m.Pod.Namespace).Delete(ctx, m.Pod.Name,
+			metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(m.Pod.UID))})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			klog.Background().Error(err, "Releasing a member of a partial gang", "pod", klog.KObj(m.Pod), "podGroup", key)
+			continue
+		}
+		names = append(names, m.Pod.Name)
+	}
+	if len(names) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("the gang stayed short of its quorum (%s) after a member failed to bind; released its %d bound members: %s",
+		gang.ShortOfQuorum(), len(names), strings.Join(names, ", "))
+	g.state.Event(key, v1.EventTypeWarning, v1beta1.ReasonPartialGangReleased, msg)
+	g.state.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, v1beta1.ReasonPartialGangReleased, msg)
 }
 
 // maxBackoff caps how long a timed-out gang stays out of the way.

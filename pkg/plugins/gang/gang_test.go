@@ -150,3 +150,38 @@ func TestPermitWaitsForQuorumWithTheGroupTimeout(t *testing.T) {
 		t.Fatalf("Permit with a running sibling = %v, %s; want Success, no wait", s, wait)
 	}
 }
+
+// BenchmarkFailingGangAttempt is one failing attempt of a 64-member gang of 8-GPU pods on 5000
+// 8-GPU nodes of which only 50 are free: every member goes through PreFilter once (as after an
+// event that requeues the gang), and every one is turned away. Before the fit was remembered per
+// cluster state each member redid it: 2.4–4.7 s, 93 MB, 963k allocs per attempt on this machine.
+func BenchmarkFailingGangAttempt(b *testing.B) {
+	const nNodes, free, members = 5000, 50, 64
+	ns := nodes(nNodes, 8)
+	for i := free; i < nNodes; i++ {
+		busy := member(fmt.Sprintf("busy-%d", i), "", 8)
+		busy.Labels = nil
+		busy.Spec.NodeName = ns[i].Node().Name
+		ns[i].(*framework.NodeInfo).AddPod(busy)
+	}
+	var pods []*v1.Pod
+	for i := range members {
+		pods = append(pods, member(fmt.Sprintf("m%02d", i), "g", 8))
+	}
+	g, _ := setup(members, pods...)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	first := ns[0].Node()
+	for b.Loop() {
+		// The event that requeued the gang changed a node (a new generation): no fit is reused
+		// from the previous iteration.
+		ns[0].(*framework.NodeInfo).SetNode(first)
+		for _, p := range pods {
+			cs := framework.NewCycleState()
+			if _, s := g.PreFilter(ctx, cs, p, ns); s.Code() != fwk.Unschedulable {
+				b.Fatalf("PreFilter = %v, want Unschedulable", s)
+			}
+		}
+	}
+}

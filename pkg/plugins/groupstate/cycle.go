@@ -17,6 +17,7 @@ func (flag) Clone() fwk.StateData { return flag{} }
 // a later plugin (PostFilter) does not replace this precise reason with a generic one.
 func (s *State) RecordPending(cs fwk.CycleState, key GroupKey, reason, msg string) {
 	s.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, reason, msg)
+	s.MarkFailed(key)
 	if cs != nil {
 		cs.Write(pendingKey, flag{})
 	}

@@ -81,6 +81,11 @@ type group struct {
 	// short are the resources the gang's last failed fit lacked; nil when unknown. A pod leaving
 	// wakes the gang only when it held one of them.
 	short []v1.ResourceName
+	// lastFailed is when the group's last scheduling attempt failed (QueueSort's Since).
+	lastFailed time.Time
+	// fitFailure is the last whole-gang fit that failed, and on what state (see FitVersion).
+	fitFailure    string
+	fitFailedWith FitVersion
 }
 
 // State is shared by the t9k plugins of one scheduler profile. Its methods are safe for concurrent
@@ -103,6 +108,9 @@ type State struct {
 	activate   func(map[string]*v1.Pod)
 	toActivate map[string]*v1.Pod
 	podLister  listersv1.PodLister
+	// held are the members T9kGang's PreEnqueue turned away (too few members, no PodGroup), by
+	// group: Activate is used only to let these through once their gate opens.
+	held map[GroupKey]map[types.UID]*v1.Pod
 }
 
 // New returns an empty State; For wires one to a scheduler. Tests and benchmarks feed it through
@@ -116,6 +124,7 @@ func New() *State {
 		queues:    map[nsName]*QueueInfo{},
 		usage:     map[string]Res{},
 		desired:   map[GroupKey]*pgStatus{},
+		held:      map[GroupKey]map[types.UID]*v1.Pod{},
 		now:       time.Now,
 	}
 }
@@ -169,9 +178,79 @@ func (s *State) UpsertPod(pod *v1.Pod) {
 		e.reservedOn = ""
 	}
 	s.recountLocked(e)
-	if isNew && !key.Pod && len(s.groups[key].members) == int(s.minMemberLocked(key)) {
-		// The group just got enough members: siblings PreEnqueue held may go.
-		s.pendingLocked(func(k GroupKey) bool { return k == key })
+	if isNew || pod.Spec.NodeName == "" {
+		// A member added (or its role label changed) may complete the group: members
+		// PreEnqueue held may go. Not "count == minMember": a role completed by a pod beyond
+		// minMember opens the gate too.
+		s.releaseHeldLocked(key)
+	}
+}
+
+// Hold records that PreEnqueue turned the pod away; Unhold that it let it through.
+func (s *State) Hold(pod *v1.Pod) {
+	key, ok := KeyOf(pod)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.held[key]
+	if h == nil {
+		h = map[types.UID]*v1.Pod{}
+		s.held[key] = h
+	}
+	h[pod.UID] = pod
+}
+
+// Unhold forgets a pod PreEnqueue let through (or that is gone).
+func (s *State) Unhold(pod *v1.Pod) {
+	key, ok := KeyOf(pod)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unholdLocked(key, pod.UID)
+}
+
+func (s *State) unholdLocked(key GroupKey, uid types.UID) {
+	if h := s.held[key]; h != nil {
+		delete(h, uid)
+		if len(h) == 0 {
+			delete(s.held, key)
+		}
+	}
+}
+
+// releaseHeldLocked queues for activation the held members of the group, if its gate is open now
+// (its PodGroup exists and enough members, of every role, exist).
+func (s *State) releaseHeldLocked(key GroupKey) {
+	h := s.held[key]
+	if len(h) == 0 || s.activate == nil {
+		return
+	}
+	g := s.gangLocked(key)
+	if g.PodGroup == nil || g.ShortOfMembers() != "" {
+		return
+	}
+	if s.toActivate == nil {
+		s.toActivate = map[string]*v1.Pod{}
+	}
+	for _, p := range h {
+		s.toActivate[p.Namespace+"/"+p.Name] = p
+	}
+	delete(s.held, key)
+}
+
+// ReleaseHeld activates every held member whose gate is open now. The scheduler's periodic flush
+// of unschedulable pods skips pods a PreEnqueue plugin holds (only the plugin's own events move
+// them), so this is the backstop that lets such a pod go if an event that opened its gate was
+// missed; the scheduler runs it periodically.
+func (s *State) ReleaseHeld() {
+	s.mu.Lock()
+	defer s.unlockAndActivate()
+	for key := range s.held {
+		s.releaseHeldLocked(key)
 	}
 }
 
@@ -210,6 +289,9 @@ func (s *State) unlockAndActivate() {
 func (s *State) DeletePod(pod *v1.Pod) {
 	s.mu.Lock()
 	defer s.unlockAndActivate()
+	if key, ok := KeyOf(pod); ok {
+		s.unholdLocked(key, pod.UID)
+	}
 	e := s.pods[pod.UID]
 	if e == nil {
 		return
@@ -324,6 +406,7 @@ func (s *State) UpsertPodGroup(pg *v1beta1.PodGroup) {
 	// (this scheduler's own conditions among them) must not wake the gang, or each failed
 	// attempt's condition would start the next attempt.
 	if old == nil || !equality.Semantic.DeepEqual(old.Spec, pg.Spec) {
+		s.releaseHeldLocked(key)
 		s.pendingLocked(func(k GroupKey) bool { return k == key })
 	}
 }
@@ -365,8 +448,11 @@ func (s *State) UpsertQueue(q *v1beta1.Queue) {
 	}
 	s.mu.Lock()
 	defer s.unlockAndActivate()
+	old := s.queues[nsName{q.Namespace, q.Name}]
 	s.queues[nsName{q.Namespace, q.Name}] = info
-	if q.Namespace == s.queueNS {
+	// Only a new or changed spec can let the queue's pods in; its status (written on every
+	// member's change by the queue status controller) must not wake them.
+	if q.Namespace == s.queueNS && (old == nil || !equality.Semantic.DeepEqual(old.Queue.Spec, q.Spec)) {
 		s.pendingLocked(func(k GroupKey) bool { return s.queueOfKeyLocked(k) == q.Name })
 	}
 }
@@ -426,6 +512,24 @@ func (s *State) DeleteQueue(q *v1beta1.Queue) {
 	delete(s.queues, nsName{q.Namespace, q.Name})
 }
 
+// PreemptibleBelow says whether some preemptible queue of a priority below prio has pods assigned:
+// without one, queue preemption has no candidate, and PostFilter need not look at the cluster.
+func (s *State) PreemptibleBelow(prio int32) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for k, q := range s.queues {
+		if k.ns != s.queueNS || !q.Queue.Spec.IsPreemptible() || q.Queue.Spec.Priority >= prio {
+			continue
+		}
+		for _, v := range s.usage[k.name] {
+			if v > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Queue returns the named Queue in the queue namespace, or nil.
 func (s *State) Queue(name string) *QueueInfo {
 	s.mu.RLock()
@@ -483,28 +587,36 @@ type SortInfo struct {
 	QueuePriority int32
 	DRS           float64
 	Priority      int32
-	Created       time.Time
-	Key           GroupKey
+	// Since is when the pod's group last entered the queue: a single pod's queue timestamp; a
+	// PodGroup's creation, or its last failed attempt if later (so that a gang that keeps failing
+	// goes behind the pods that were waiting when it failed, instead of staying ahead of them for
+	// ever; a gang that never failed keeps its place).
+	Since time.Time
+	Key   GroupKey
 }
 
 // SortInfo computes a pod's QueueSort key without allocating: queue priority and dominant resource
-// share of its queue, its group's priority and creation time, and the group key (so that members
-// of one group compare equal up to the key and stay adjacent).
-func (s *State) SortInfo(pod *v1.Pod) SortInfo {
+// share of its queue, its group's priority and when the group last entered the queue, and the
+// group key (so that members of one group compare equal up to the key and stay adjacent).
+// enqueued is the pod's own queue timestamp.
+func (s *State) SortInfo(pod *v1.Pod, enqueued time.Time) SortInfo {
 	key, ok := KeyOf(pod)
 	if !ok {
 		// A plain pod ranks by its PriorityClass among groups of equal queue priority.
-		return SortInfo{Created: pod.CreationTimestamp.Time, Priority: corev1helpers.PodPriority(pod),
+		return SortInfo{Since: enqueued, Priority: corev1helpers.PodPriority(pod),
 			Key: GroupKey{Namespace: pod.Namespace, Name: pod.Name, Pod: true}}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	info := SortInfo{Created: pod.CreationTimestamp.Time, Key: key}
+	info := SortInfo{Since: enqueued, Key: key}
 	queue := pod.Labels[v1beta1.LabelQueue]
 	if !key.Pod {
 		if pg := s.podGroups[nsName{key.Namespace, key.Name}]; pg != nil {
 			info.Priority = pg.Spec.Priority
-			info.Created = pg.CreationTimestamp.Time
+			info.Since = pg.CreationTimestamp.Time
+			if g := s.groups[key]; g != nil && g.lastFailed.After(info.Since) {
+				info.Since = g.lastFailed
+			}
 			queue = pg.Spec.Queue
 			if queue == "" {
 				queue = v1beta1.DefaultQueue
@@ -573,6 +685,13 @@ func (s *State) Gang(pod *v1.Pod) (*Gang, bool) {
 		g.Members = append(g.Members, Member{Pod: pod, Requests: PodRequests(pod)})
 	}
 	return g, true
+}
+
+// GangByKey returns the snapshot of a group by its key (a group without members has none).
+func (s *State) GangByKey(key GroupKey) *Gang {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gangLocked(key)
 }
 
 func (s *State) gangLocked(key GroupKey) *Gang {
@@ -725,6 +844,46 @@ func (s *State) ResetAttempt(key GroupKey) {
 	defer s.mu.Unlock()
 	if g := s.groups[key]; g != nil {
 		g.attemptStart = time.Time{}
+	}
+}
+
+// FitVersion identifies the cluster state a whole-gang fit was computed on: the snapshot's newest
+// node generation (the scheduler bumps a node's generation on any change to it or its pods, from
+// one global counter), the node count (a node removed bumps no generation), what other gangs
+// have in flight, and how many members the gang needs placed.
+type FitVersion struct {
+	MaxGeneration int64
+	Nodes         int
+	InFlight      int
+	Members       int
+}
+
+// FitFailure returns the reason the gang's whole fit failed on exactly this state, if it did: its
+// siblings then fail at once instead of each redoing the O(nodes × members) fit.
+func (s *State) FitFailure(key GroupKey, v FitVersion) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if g := s.groups[key]; g != nil && g.fitFailure != "" && g.fitFailedWith == v {
+		return g.fitFailure, true
+	}
+	return "", false
+}
+
+// SetFitFailure records why the gang's whole fit failed on state v ("" when it fitted).
+func (s *State) SetFitFailure(key GroupKey, v FitVersion, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.groups[key]; g != nil {
+		g.fitFailure, g.fitFailedWith = why, v
+	}
+}
+
+// MarkFailed records that the group's attempt failed now (it goes behind pods waiting since).
+func (s *State) MarkFailed(key GroupKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.groups[key]; g != nil {
+		g.lastFailed = s.now()
 	}
 }
 

@@ -1,6 +1,7 @@
 package groupstate
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
+	"k8s.io/utils/ptr"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
@@ -154,13 +156,27 @@ func TestSortInfo(t *testing.T) {
 	s.UpsertPodGroup(pg)
 	running := pod("r", "", "hi", "", 2, "n1")
 	s.UpsertPod(running)
-	got := s.SortInfo(pod("m", "g", "", "", 1, ""))
-	want := SortInfo{QueuePriority: 50, DRS: 0.25, Priority: 7, Created: time.Unix(100, 0), Key: GroupKey{Namespace: "ns", Name: "g"}}
+	enq := time.Unix(500, 0)
+	got := s.SortInfo(pod("m", "g", "", "", 1, ""), enq)
+	want := SortInfo{QueuePriority: 50, DRS: 0.25, Priority: 7, Since: time.Unix(100, 0), Key: GroupKey{Namespace: "ns", Name: "g"}}
 	if got != want {
 		t.Errorf("SortInfo = %+v, want %+v", got, want)
 	}
-	if got := s.SortInfo(pod("x", "", "lo", "", 1, "")); got.QueuePriority != 10 || !got.Key.Pod {
-		t.Errorf("virtual group SortInfo = %+v", got)
+	if got := s.SortInfo(pod("x", "", "lo", "", 1, ""), enq); got.QueuePriority != 10 || !got.Key.Pod || !got.Since.Equal(enq) {
+		t.Errorf("virtual group SortInfo = %+v (Since must be the pod's queue time)", got)
+	}
+	// A failed attempt moves the gang's Since to the failure; an earlier failure does not move it
+	// before its creation.
+	s.UpsertPod(pod("m", "g", "", "", 1, ""))
+	s.now = func() time.Time { return time.Unix(700, 0) }
+	s.MarkFailed(GroupKey{Namespace: "ns", Name: "g"})
+	if got := s.SortInfo(pod("m", "g", "", "", 1, ""), enq); !got.Since.Equal(time.Unix(700, 0)) {
+		t.Errorf("after a failure at 700 Since = %v", got.Since.Unix())
+	}
+	s.now = func() time.Time { return time.Unix(50, 0) }
+	s.MarkFailed(GroupKey{Namespace: "ns", Name: "g"})
+	if got := s.SortInfo(pod("m", "g", "", "", 1, ""), enq); !got.Since.Equal(time.Unix(100, 0)) {
+		t.Errorf("a failure before creation moved Since to %v", got.Since.Unix())
 	}
 }
 
@@ -205,5 +221,106 @@ func TestFitterPlacesWholeGangOrSaysWhy(t *testing.T) {
 				t.Errorf("PlaceAll: %q, want %q", why, tc.wantErr)
 			}
 		})
+	}
+}
+
+// Members PreEnqueue held are activated exactly when their gate opens: a role completed by a pod
+// beyond minMember opens it (issue 20, item 7); pods that are not held, or whose gate is still
+// shut, are never activated; and ReleaseHeld lets a held pod go whose opening event was missed
+// (item 9: the scheduler's periodic flush skips pods a PreEnqueue plugin holds).
+func TestHeldMembersReleasedWhenTheGateOpens(t *testing.T) {
+	s := New()
+	var activated []string
+	s.activate = func(pods map[string]*v1.Pod) {
+		for k := range pods {
+			activated = append(activated, k)
+		}
+	}
+	take := func() string {
+		defer func() { activated = nil }()
+		slices.Sort(activated)
+		return strings.Join(activated, ",")
+	}
+	s.UpsertPodGroup(podGroup("g", "q", 2, v1beta1.PodGroupRole{Name: "master", MinMember: 1}, v1beta1.PodGroupRole{Name: "worker", MinMember: 1}))
+	take()
+	w0, w1 := pod("w0", "g", "q", "worker", 1, ""), pod("w1", "g", "q", "worker", 1, "")
+	s.UpsertPod(w0)
+	s.Hold(w0)
+	s.UpsertPod(w1)
+	s.Hold(w1)
+	if got := take(); got != "" {
+		t.Fatalf("activated %q while the master role is missing", got)
+	}
+	other := pod("x", "other", "q", "", 1, "")
+	s.UpsertPodGroup(podGroup("other", "q", 3))
+	take()
+	s.UpsertPod(other)
+	s.Hold(other)
+	// The third pod (beyond minMember 2) completes the roles: both held workers go, not the
+	// new master (never held) and not the other gang's pod (its gate is still shut).
+	s.UpsertPod(pod("m", "g", "q", "master", 1, ""))
+	if got, want := take(), "ns/w0,ns/w1"; got != want {
+		t.Fatalf("activated %q, want %q", got, want)
+	}
+	s.UpsertPod(pod("m", "g", "q", "master", 1, "")) // nothing is held any more
+	if got := take(); got != "" {
+		t.Fatalf("activated %q with nothing held", got)
+	}
+
+	// A missed event: the other gang's members arrive while activation is switched off (as if the
+	// scheduler's informer ran PreEnqueue before this state saw them). The sweep lets the held pod go.
+	act := s.activate
+	s.activate = nil
+	s.UpsertPod(pod("y", "other", "q", "", 1, ""))
+	s.UpsertPod(pod("z", "other", "q", "", 1, ""))
+	s.activate = act
+	if got := take(); got != "" {
+		t.Fatalf("activated %q with activation off", got)
+	}
+	s.ReleaseHeld()
+	if got, want := take(), "ns/x"; got != want {
+		t.Fatalf("ReleaseHeld activated %q, want %q", got, want)
+	}
+	s.ReleaseHeld()
+	if got := take(); got != "" {
+		t.Fatalf("a second ReleaseHeld activated %q", got)
+	}
+	// A held pod deleted is forgotten.
+	s.UpsertPodGroup(podGroup("gone", "q", 2))
+	take()
+	g0 := pod("g0", "gone", "q", "", 1, "")
+	s.UpsertPod(g0)
+	s.Hold(g0)
+	s.DeletePod(g0)
+	s.UpsertPod(pod("g1", "gone", "q", "", 1, ""))
+	s.UpsertPod(pod("g2", "gone", "q", "", 1, ""))
+	if got := take(); got != "" {
+		t.Fatalf("activated %q: a deleted pod stayed held", got)
+	}
+}
+
+// PreemptibleBelow: only a preemptible queue of lower priority that runs pods is a candidate.
+func TestPreemptibleBelow(t *testing.T) {
+	s := New()
+	lo := quotaQueue("lo", 1, "")
+	s.UpsertQueue(lo)
+	fixed := quotaQueue("fixed", 1, "")
+	fixed.Spec.Preemptible = ptr.To(false)
+	s.UpsertQueue(fixed)
+	s.UpsertPod(pod("f", "", "fixed", "", 1, "n1"))
+	if s.PreemptibleBelow(5) {
+		t.Error("candidate found while the only lower queue with pods is not preemptible")
+	}
+	r := pod("r", "", "lo", "", 1, "n1")
+	s.UpsertPod(r)
+	if !s.PreemptibleBelow(5) {
+		t.Error("a preemptible lower queue with a running pod is no candidate")
+	}
+	if s.PreemptibleBelow(1) {
+		t.Error("a queue of equal priority counted as a candidate")
+	}
+	s.DeletePod(r)
+	if s.PreemptibleBelow(5) {
+		t.Error("a preemptible lower queue with no pods left is still a candidate")
 	}
 }

@@ -93,6 +93,18 @@ func For(ctx context.Context, h framework.Handle) (*State, error) {
 		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[GroupKey]()),
 	}
 	go s.runStatusWriter(ctx)
+	go func() {
+		t := time.NewTicker(heldSweep)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.ReleaseHeld()
+			}
+		}
+	}()
 	unregister := registerMetrics(s)
 
 	states[h] = s
@@ -105,6 +117,10 @@ func For(ctx context.Context, h framework.Handle) (*State, error) {
 	}()
 	return s, nil
 }
+
+// heldSweep is how often members held at PreEnqueue are checked for an open gate (ReleaseHeld):
+// a backstop, cheap (only held groups are looked at).
+const heldSweep = 15 * time.Second
 
 func (s *State) onPod(o any, deleted bool) {
 	if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {

@@ -96,6 +96,10 @@ func (q *Queue) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	if _, backingOff := q.state.BackingOff(gang.Key); backingOff {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
+	if !q.state.PreemptibleBelow(c.queue.Queue.Spec.Priority) {
+		// No candidate at all: return before snapshotting every gang and every node.
+		return nil, fwk.NewStatus(fwk.Unschedulable, "preemption cannot help: no preemptible queue of lower priority runs pods")
+	}
 	nodes, err := q.handle.SnapshotSharedLister().NodeInfos().List()
 	if err != nil {
 		return nil, fwk.AsStatus(err)

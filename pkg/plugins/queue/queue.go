@@ -102,7 +102,7 @@ func (q *Queue) Less(a, b fwk.QueuedPodInfo) bool {
 		p1, p2 := corev1helpers.PodPriority(pa), corev1helpers.PodPriority(pb)
 		return p1 > p2 || (p1 == p2 && a.GetTimestamp().Before(b.GetTimestamp()))
 	}
-	return less(q.state.SortInfo(pa), q.state.SortInfo(pb), pa, pb)
+	return less(q.state.SortInfo(pa, a.GetTimestamp()), q.state.SortInfo(pb, b.GetTimestamp()), pa, pb)
 }
 
 func less(a, b groupstate.SortInfo, pa, pb *v1.Pod) bool {
@@ -113,8 +113,8 @@ func less(a, b groupstate.SortInfo, pa, pb *v1.Pod) bool {
 		return a.DRS < b.DRS
 	case a.Priority != b.Priority:
 		return a.Priority > b.Priority
-	case !a.Created.Equal(b.Created):
-		return a.Created.Before(b.Created)
+	case !a.Since.Equal(b.Since):
+		return a.Since.Before(b.Since)
 	case a.Key != b.Key:
 		if a.Key.Namespace != b.Key.Namespace {
 			return a.Key.Namespace < b.Key.Namespace

@@ -276,3 +276,41 @@ func BenchmarkQueueSortAndPreFilter(b *testing.B) {
 		}
 	})
 }
+
+// Within equal queue priority, share and priority, a gang is ordered by when it last entered the
+// queue: its creation until an attempt fails, then the failure. A gang that keeps failing goes
+// behind the pods that were already waiting, so they are tried; pods arriving after its failure
+// still come after it (it is not starved by them either).
+func TestLessPutsAFailingGangBehindPodsWaitingSinceItFailed(t *testing.T) {
+	q, st := newPlugin(t)
+	st.UpsertQueue(mkQueue("q", 10, nil))
+	st.UpsertPodGroup(mkGroup("a", "big", "q", 2, 0, 0))
+	big := []*v1.Pod{mkPod("a", "big-0", "big", "", 8, 0), mkPod("a", "big-1", "big", "", 8, 0)}
+	for _, p := range big {
+		st.UpsertPod(p)
+	}
+	at := func(p *v1.Pod, ts time.Time) fwk.QueuedPodInfo {
+		pi, _ := framework.NewPodInfo(p)
+		return &framework.QueuedPodInfo{PodInfo: pi, Timestamp: ts}
+	}
+	waiting := at(mkPod("a", "small-early", "", "q", 1, time.Hour), time.Now())
+	gang := at(big[0], time.Now())
+	if !q.Less(gang, waiting) {
+		t.Fatal("a gang that never failed must keep its place (created before the small pod)")
+	}
+	time.Sleep(10 * time.Millisecond)
+	st.MarkFailed(groupstate.GroupKey{Namespace: "a", Name: "big"})
+	if q.Less(gang, waiting) || !q.Less(waiting, gang) {
+		t.Error("after its failed attempt the gang still goes before a pod that waited since before the failure")
+	}
+	time.Sleep(10 * time.Millisecond)
+	late := at(mkPod("a", "small-late", "", "q", 1, 2*time.Hour), time.Now())
+	if !q.Less(gang, late) {
+		t.Error("a pod that arrived after the gang's failure went before the gang")
+	}
+	// Both members move together, whatever their own queue timestamps: the gang stays adjacent.
+	other := at(big[1], time.Now().Add(-time.Hour))
+	if !q.Less(waiting, other) || !q.Less(other, late) {
+		t.Error("the gang's second member is not ordered with the first")
+	}
+}

@@ -173,6 +173,13 @@ const (
 	// ReasonPreempted (an event on the victim's PodGroup): its pods were evicted for a gang of a
 	// higher-priority queue.
 	ReasonPreempted = "Preempted"
+	// ReasonBindFailed: a member's binding failed after the gang's quorum was let go; the
+	// scheduler retries it, and releases the bound members if the gang is not whole in time.
+	ReasonBindFailed = "BindFailed"
+	// ReasonPartialGangReleased: the gang stayed short of its quorum after a member's binding
+	// failed, for longer than its schedule timeout; the scheduler deleted the members it had
+	// bound, so a partial gang holds nothing (the job's controller recreates them).
+	ReasonPartialGangReleased = "PartialGangReleased"
 
 	PodGroupConditionSufficientMember = "SufficientGroupMember"
 	ReasonSufficientMemberPods        = "SufficientMemberPods"
