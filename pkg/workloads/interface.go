@@ -125,4 +125,7 @@ const (
 	LabelComponentType = "tensorstack.dev/component-type"
 	LabelReplicaType   = "batch.tensorstack.dev/replica-type"
 	LabelReplicaIndex  = "batch.tensorstack.dev/replica-index"
+	// AnnotationStoppedAt is set on a pod of a finished job that had not finished when the job
+	// did, with the time the controller set its spec.activeDeadlineSeconds to stop it (RFC 3339).
+	AnnotationStoppedAt = "batch.tensorstack.dev/stopped-at"
 )

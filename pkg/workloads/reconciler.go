@@ -128,12 +128,13 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 
 	if st.Phase == batch.JobSucceeded || st.Phase == batch.JobFailed {
 		// Finished: only clean up and keep tasks/aggregate current.
-		if err := r.cleanUp(ctx, job, v, rp, false); err != nil {
+		again, err := r.cleanUp(ctx, job, v, rp, false)
+		if err != nil {
 			return ctrl.Result{}, err
 		}
 		st.Tasks = buildTasks(c, v, orig, counts)
 		st.Aggregate = aggregate(st.Tasks)
-		return ctrl.Result{}, r.writeStatus(ctx, job, orig)
+		return ctrl.Result{RequeueAfter: again}, r.writeStatus(ctx, job, orig)
 	}
 
 	if err := r.ensureChildren(ctx, job, c); err != nil {
@@ -187,9 +188,10 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 
 	switch {
 	case out.Done:
-		// A deadline stops the job's pods whatever the clean-up policy: bounding the job's
-		// resources is what the deadline is for.
-		return ctrl.Result{}, r.cleanUp(ctx, job, v, rp, out.Reason == ReasonDeadlineExceeded)
+		// A deadline deletes the job's unfinished pods whatever the clean-up policy: bounding the
+		// job's resources is what the deadline is for.
+		again, err := r.cleanUp(ctx, job, v, rp, out.Reason == ReasonDeadlineExceeded)
+		return ctrl.Result{RequeueAfter: again}, err
 	case paused:
 		for _, s := range v.All() {
 			if s.Pod != nil {
@@ -320,15 +322,19 @@ func (r *JobReconciler) deletePod(ctx context.Context, job Job, pod *corev1.Pod,
 	return nil
 }
 
-// cleanUp deletes the pods of a finished job that its policy names; all unfinished pods when
-// stopUnfinished.
-func (r *JobReconciler) cleanUp(ctx context.Context, job Job, v *View, rp RunPolicy, stopUnfinished bool) error {
+// cleanUp releases what a finished job holds. The clean-up policy (cleanUpPolicy, cleanUpWorkers)
+// says which pods are deleted (all unfinished ones when deleteUnfinished: the deadline). Every
+// other pod that has not finished is stopped, whatever the policy, because a finished job holds
+// no GPUs and no quota (the sshd workers of the launcher kinds and TensorFlow's parameter servers
+// never finish by themselves): see stopPod. It returns when to look again at stopped pods.
+func (r *JobReconciler) cleanUp(ctx context.Context, job Job, v *View, rp RunPolicy, deleteUnfinished bool) (time.Duration, error) {
 	cleanTypes := map[string]bool{}
 	for _, t := range rp.CleanUpTypes {
 		cleanTypes[t] = true
 	}
+	var again time.Duration
 	for _, s := range v.All() {
-		if s.Pod == nil {
+		if s.Pod == nil || s.Pod.DeletionTimestamp != nil {
 			continue
 		}
 		del := cleanTypes[s.Type]
@@ -338,16 +344,77 @@ func (r *JobReconciler) cleanUp(ctx context.Context, job Job, v *View, rp RunPol
 		case batch.CleanUpPolicyUnfinished:
 			del = del || !s.Finished()
 		}
-		if stopUnfinished && !s.Finished() {
+		if deleteUnfinished && !s.Finished() {
 			del = true
 		}
-		if del {
+		switch {
+		case del:
 			if err := r.deletePod(ctx, job, s.Pod, "CleanUp"); err != nil {
-				return err
+				return 0, err
+			}
+		case s.Finished():
+		case s.Pod.Spec.NodeName == "" && (s.Phase() == corev1.PodPending || s.Phase() == ""):
+			// Never started: nothing of it is worth keeping, and it must not start now.
+			if err := r.deletePod(ctx, job, s.Pod, "JobFinished"); err != nil {
+				return 0, err
+			}
+		default:
+			d, err := r.stopPod(ctx, job, s.Pod)
+			if err != nil {
+				return 0, err
+			}
+			if d > 0 && (again == 0 || d < again) {
+				again = d
 			}
 		}
 	}
-	return nil
+	return again, nil
+}
+
+// stopMargin is how long after its termination grace period a stopped pod may still be
+// unfinished before it is deleted.
+const stopMargin = 10 * time.Second
+
+// stopPod stops a running pod of a finished job in place: spec.activeDeadlineSeconds is set to 1
+// (the one spec field of a pod that may be set on a running pod), so the kubelet kills its
+// containers and marks it Failed (reason DeadlineExceeded). The pod, its status and its logs stay
+// for the clean-up policy to keep. A pod that is still not finished stopMargin after its
+// termination grace period (its node is gone, or nothing there honours the deadline) is deleted.
+// It returns when to look at the pod again.
+func (r *JobReconciler) stopPod(ctx context.Context, job Job, pod *corev1.Pod) (time.Duration, error) {
+	grace := stopMargin
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && *g > 0 {
+		grace += time.Duration(*g) * time.Second
+	} else if g == nil {
+		grace += corev1.DefaultTerminationGracePeriodSeconds * time.Second
+	}
+	now := r.now().Time
+	if at, ok := pod.Annotations[AnnotationStoppedAt]; ok {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil || now.Sub(t) >= grace {
+			return 0, r.deletePod(ctx, job, pod, "NotStopped")
+		}
+		return grace - now.Sub(t) + time.Second, nil
+	}
+	patch := client.MergeFromWithOptions(pod.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[AnnotationStoppedAt] = now.UTC().Format(time.RFC3339)
+	if d := pod.Spec.ActiveDeadlineSeconds; d == nil || *d > 1 {
+		one := int64(1)
+		pod.Spec.ActiveDeadlineSeconds = &one
+	}
+	err := r.Client.Patch(ctx, pod, patch)
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return time.Second, nil // changed meanwhile: look again
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stopping pod %s: %w", pod.Name, err)
+	}
+	r.Recorder.Eventf(job.Object(), corev1.EventTypeNormal, "StoppedPod",
+		"Stopping pod %s: the job has finished (its spec.activeDeadlineSeconds is set; the pod is kept unless the clean-up policy deletes it)", pod.Name)
+	return grace + time.Second, nil
 }
 
 func (r *JobReconciler) writeStatus(ctx context.Context, job Job, orig *batch.JobStatus) error {

@@ -48,7 +48,8 @@ func TestJobActiveDeadline(t *testing.T) {
 }
 
 // TestJobCleanUpPolicy: once generic-example succeeds (worker-0 succeeded, three
-// still running), All deletes every pod, Unfinished the running ones, None none.
+// still running), All deletes every pod, Unfinished the running ones, None none, but stops the
+// running ones (spec.activeDeadlineSeconds).
 func TestJobCleanUpPolicy(t *testing.T) {
 	e := startJobs(t)
 	for _, tc := range []struct {
@@ -80,6 +81,10 @@ func TestJobCleanUpPolicy(t *testing.T) {
 			e.holds("the pods the policy keeps", time.Second, func() bool {
 				return slices.Equal(podNames(e.pods(name)), left)
 			})
+			// Kept pods that were still running are stopped: a finished job holds nothing.
+			for _, n := range left[1:] {
+				require.NotNil(t, e.pod(n).Spec.ActiveDeadlineSeconds, "pod %s kept running", n)
+			}
 		})
 	}
 }

@@ -215,8 +215,14 @@ type T9kScheduler struct {
 	Priority int32 `json:"priority,omitempty"`
 }
 
-// CleanUpPolicy says which pods to delete when a job finishes. Finished pods still count against a
-// project's quota, hence All.
+// CleanUpPolicy says which pods to delete when a job finishes: None (the default) keeps every pod,
+// Unfinished deletes those that were Pending, Running or Unknown, All deletes every pod. Whatever
+// the policy, a finished job holds no GPUs: a pod it keeps that is still running when the job
+// finishes (an sshd worker, a parameter server, a replica no rule waited for) is stopped in place,
+// its spec.activeDeadlineSeconds set so that the kubelet kills it (phase Failed, reason
+// DeadlineExceeded) and its logs stay; one that has not stopped 10 s after its termination grace
+// period is deleted, and one never scheduled is deleted at once. Finished pods still count against
+// a project's object-count quota, hence All.
 // +kubebuilder:validation:Enum=None;All;Unfinished
 type CleanUpPolicy string
 
@@ -247,7 +253,8 @@ type TrainingRunPolicy struct {
 // WorkerRunPolicy is the run policy of the launcher/worker kinds (MPIJob, ColossalAIJob).
 type WorkerRunPolicy struct {
 	// CleanUpWorkers deletes the worker pods once the job finishes; the launcher, which holds the
-	// logs that tell whether training worked, is kept.
+	// logs that tell whether training worked, is kept. Without it the workers are kept but
+	// stopped (see CleanUpPolicy): a finished job holds no GPUs.
 	// +optional
 	CleanUpWorkers bool `json:"cleanUpWorkers,omitempty"`
 }
