@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	_ "image/png"
 	"math"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -17,12 +21,18 @@ import (
 // scheduler bound every pod and that the report is well formed — never how fast anything was.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a control plane and four schedulers")
+		t.Skip("starts a control plane and five schedulers")
 	}
 	var log bytes.Buffer
 	oneRound := 1
-	rep, err := Measure(context.Background(), Options{Nodes: 32, Log: &log, WorkDir: t.TempDir(), StreamRounds: &oneRound})
+	logDir := filepath.Join(t.TempDir(), "logs")
+	rep, err := Measure(context.Background(), Options{Nodes: 32, Log: &log, WorkDir: t.TempDir(), LogDir: logDir,
+		StreamRounds: &oneRound, StreamSettle: 3 * time.Second})
 	require.NoError(t, err, log.String())
+	gangOf := map[string]string{}
+	for _, s := range allSchedulers() {
+		gangOf[s.Name] = s.Gang
+	}
 
 	workloads, names, err := loadWorkloads()
 	require.NoError(t, err)
@@ -45,6 +55,24 @@ func TestSmoke(t *testing.T) {
 		require.Equal(t, float64(run.Bound), run.BoundOverTime[len(run.BoundOverTime)-1], "cumulative series ends at the bound count")
 		if run.Scheduler != "noop-binder" {
 			require.Positive(t, run.PeakRSSMiB, "%s: peak RSS read from /proc", run.Scheduler)
+			// The scheduler's own log, kept per run: klog lines from its start to its stop.
+			require.Equal(t, fmt.Sprintf("%s-%s-run%d.log", run.Workload, run.Scheduler, run.Repeat+1), run.Log)
+			data, err := os.ReadFile(filepath.Join(logDir, run.Log))
+			require.NoError(t, err)
+			require.Contains(t, string(data), "Starting Kubernetes Scheduler", "%s: a scheduler's klog output", run.Log)
+		}
+		require.GreaterOrEqual(t, run.NeverAttempted, 0)
+		require.LessOrEqual(t, run.NeverAttempted, run.Pods-run.Bound, "%s/%s: never-attempted pods are unbound", run.Workload, run.Scheduler)
+		if gangOf[run.Scheduler] == gangNone {
+			require.Nil(t, run.PodGroupWrites, "%s/%s has no PodGroups", run.Workload, run.Scheduler)
+		} else if run.Gangs > 0 {
+			pg := run.PodGroupWrites
+			require.NotNil(t, pg, "%s/%s", run.Workload, run.Scheduler)
+			require.Equal(t, run.Gangs, pg.Groups, "%s/%s: every gang's PodGroup seen by the watch", run.Workload, run.Scheduler)
+			require.Positive(t, pg.GangMinutes)
+			if gangOf[run.Scheduler] == gangT9k {
+				require.Positive(t, pg.Updates, "%s/%s: t9k-scheduler writes its PodGroup conditions", run.Workload, run.Scheduler)
+			}
 		}
 		if w.Stream != nil {
 			// Saturating: not everything binds; every settled state is sampled and consistent.
@@ -58,7 +86,10 @@ func TestSmoke(t *testing.T) {
 				require.Greater(t, smp.Allocated, 0.0)
 				require.LessOrEqual(t, smp.Allocated, 1.0)
 				require.LessOrEqual(t, smp.Useful, smp.Allocated)
+				require.Empty(t, smp.MetricsError, "%s/%s: the scheduler's /metrics", run.Workload, run.Scheduler)
+				require.NotNil(t, smp.Scheduler, "%s/%s: gauges read at the settled state", run.Workload, run.Scheduler)
 			}
+			require.LessOrEqual(t, run.NeverAttempted, st.PendingPods)
 			require.Positive(t, run.Interconnect.Pods, "%s/%s: the stream has 2- and 4-GPU pods", run.Workload, run.Scheduler)
 			require.NotEmpty(t, run.AllocationOverTime)
 			continue
@@ -84,6 +115,9 @@ func TestSmoke(t *testing.T) {
 	for _, s := range allSchedulers() {
 		require.Contains(t, md.String(), "| "+s.Name+" |")
 	}
+	require.Contains(t, md.String(), "| never attempted |")
+	require.Contains(t, md.String(), "| PodGroup writes / gang-min |")
+	require.Contains(t, md.String(), "settle window extended")
 	charts, err := rep.writeCharts(t.TempDir())
 	require.NoError(t, err)
 	require.Len(t, charts, len(names))
@@ -125,4 +159,62 @@ func TestSummaries(t *testing.T) {
 	var back Stats
 	require.NoError(t, json.Unmarshal(b, &back))
 	require.True(t, math.IsNaN(back.P50))
+}
+
+// The scheduler's gauges as its /metrics writes them.
+func TestSchedulerState(t *testing.T) {
+	text := `# HELP scheduler_goroutines [ALPHA] Number of running goroutines split by the work they do such as binding.
+# TYPE scheduler_goroutines gauge
+scheduler_goroutines{operation="binding"} 3
+scheduler_goroutines{operation="Filter"} 0
+# TYPE scheduler_pending_pods gauge
+scheduler_pending_pods{queue="active"} 2
+scheduler_pending_pods{queue="backoff"} 1
+scheduler_pending_pods{queue="gated"} 0
+scheduler_pending_pods{queue="unschedulable"} 17
+t9k_scheduler_queue_quota{queue="a \"b\", c",resource="nvidia.com/gpu",unit="integer"} 8
+`
+	m, err := parseMetrics(strings.NewReader(text))
+	require.NoError(t, err)
+	st, err := schedulerState(m)
+	require.NoError(t, err)
+	require.Equal(t, SchedulerState{Reserved: 3, Active: 2, Backoff: 1, Unschedulable: 17}, st)
+	v, ok := sumMetric(m, "t9k_scheduler_queue_quota", map[string]string{"queue": `a "b", c`})
+	require.True(t, ok)
+	require.Equal(t, 8.0, v)
+
+	// No binding gauge: an error, not a silent 0.
+	m, err = parseMetrics(strings.NewReader("scheduler_pending_pods{queue=\"active\"} 0\n"))
+	require.NoError(t, err)
+	_, err = schedulerState(m)
+	require.Error(t, err)
+}
+
+// The settle window stays open while the scheduler holds reserved pods, and no longer than its cap.
+func TestWaitSettled(t *testing.T) {
+	defer func(p time.Duration) { settlePoll = p }(settlePoll)
+	settlePoll = 5 * time.Millisecond
+	ctx := context.Background()
+	rec := newRecorder()
+	held := []int{2, 1, 0, 5}
+	reads := 0
+	read := func(context.Context) (SchedulerState, error) {
+		st := SchedulerState{Reserved: held[min(reads, len(held)-1)]}
+		reads++
+		return st, nil
+	}
+	st, _, err := waitSettled(ctx, rec, time.Now(), 10*time.Millisecond, time.Minute, read, func(int) {})
+	require.NoError(t, err)
+	require.Equal(t, 3, reads, "read until nothing was held")
+	require.Equal(t, 0, st.Reserved)
+
+	always := func(context.Context) (SchedulerState, error) { return SchedulerState{Reserved: 1}, nil }
+	st, extended, err := waitSettled(ctx, rec, time.Now(), 10*time.Millisecond, 50*time.Millisecond, always, func(int) {})
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Reserved, "the cap ran out: the held pods are reported")
+	require.GreaterOrEqual(t, extended, 50*time.Millisecond)
+
+	st, _, err = waitSettled(ctx, rec, time.Now(), 10*time.Millisecond, time.Minute, nil, func(int) {})
+	require.NoError(t, err)
+	require.Nil(t, st, "no metrics: quiet alone")
 }

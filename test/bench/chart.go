@@ -16,6 +16,7 @@ var schedulerColors = map[string]color.RGBA{
 	"kube-scheduler": {R: 31, G: 119, B: 180, A: 255},
 	"coscheduling":   {R: 255, G: 127, B: 14, A: 255},
 	"t9k-scheduler":  {R: 44, G: 160, B: 44, A: 255},
+	"t9k-binpack":    {R: 148, G: 103, B: 189, A: 255},
 }
 
 // writeCharts draws, per workload, the cumulative number of bound pods (for a stream: the share of

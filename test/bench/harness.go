@@ -42,12 +42,18 @@ type Options struct {
 	StallTimeout time.Duration
 	// StreamRounds, when set, overrides the rounds of stream workloads (the smoke test runs one).
 	StreamRounds *int
+	// StreamSettle, when set, overrides the settleSeconds of stream workloads (the smoke test,
+	// which checks no figure, shortens it).
+	StreamSettle time.Duration
 	// Repeats runs every workload this many times under each scheduler, the schedulers' order
 	// rotated by one each time, so that neither order nor a growing etcd favours one; 0 means 1.
 	Repeats int
 	BinDir  string
 	Log     io.Writer
 	WorkDir string
+	// LogDir keeps each scheduler process's log (stdout and stderr, so klog) as
+	// <workload>-<scheduler>-run<k>.log; empty means the work directory, which is removed.
+	LogDir string
 }
 
 type harness struct {
@@ -262,6 +268,11 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	logName := fmt.Sprintf("%s-%s-run%d.log", w.Name, s.Name, round+1)
+	files := runFiles{dir: dir, log: filepath.Join(dir, logName)}
+	if h.opts.LogDir != "" {
+		files.log = filepath.Join(h.opts.LogDir, logName)
+	}
 	if _, err := h.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"t9k-bench": "true"}}}, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
@@ -271,9 +282,9 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 		}
 	}
 
-	rs, err := s.start(ctx, h, dir)
+	rs, err := s.start(ctx, h, s, files)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (log in %s)", err, files.log)
 	}
 	stopped := false
 	defer func() {
@@ -282,9 +293,16 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 		}
 	}()
 	if err := h.waitSchedulerReady(ctx, ns, s); err != nil {
-		return nil, fmt.Errorf("%w (log in %s)", err, dir)
+		return nil, fmt.Errorf("%w (log in %s)", err, files.log)
 	}
 	cpu0, _, _ := procUsage(rs.pid)
+	var pgWatch *podGroupWatch
+	if s.Gang != gangNone {
+		if pgWatch, err = h.watchPodGroups(ctx, ns, s.Gang); err != nil {
+			return nil, err
+		}
+		defer pgWatch.stop() // on the error paths; finish stops it too
+	}
 
 	rec := newRecorder()
 	factory := informers.NewSharedInformerFactoryWithOptions(h.client, 0, informers.WithNamespace(ns))
@@ -307,7 +325,7 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 	var sat *Saturation
 	complete := true
 	if w.Stream != nil {
-		jobs, sat, err = h.stream(ctx, ns, w, s, rec)
+		jobs, sat, err = h.stream(ctx, ns, w, s, rs, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -321,12 +339,24 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 		h.logf("%s / %s: submitted in %.1fs", w.Name, s.Name, time.Since(start).Seconds())
 		complete = rec.waitAll(ctx, pods, h.opts.StallTimeout, func(n int) { h.logf("%s / %s: %d/%d bound", w.Name, s.Name, n, pods) })
 	}
+	var pgWrites *PodGroupWrites
+	if pgWatch != nil {
+		pgWrites = pgWatch.finish()
+	}
+	never, err := h.neverAttempted(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
 	cpu1, rss, _ := procUsage(rs.pid)
 	rs.stop()
 	stopped = true
 
 	run := rec.summarise(start, jobs, h)
 	run.Workload, run.Scheduler, run.Pods, run.Jobs, run.Complete = w.Name, s.Name, podsOf(jobs), len(jobs), complete
+	run.NeverAttempted, run.PodGroupWrites = never, pgWrites
+	if rs.pid != 0 {
+		run.Log = logName
+	}
 	ic := h.replayInterconnect(rec.events())
 	run.Interconnect = &ic
 	if sat != nil {
@@ -343,7 +373,8 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 	if rs.pid != 0 {
 		run.CPUSeconds, run.PeakRSSMiB = cpu1-cpu0, rss
 	}
-	h.logf("%s / %s: %d/%d bound, %.1f pods/s", w.Name, s.Name, run.Bound, run.Pods, run.PodsPerSecond.Avg)
+	h.logf("%s / %s: %d/%d bound, %.1f pods/s; %d pods never attempted%s", w.Name, s.Name, run.Bound, run.Pods, run.PodsPerSecond.Avg,
+		run.NeverAttempted, pgWrites.String())
 	return run, h.clear(ctx, ns)
 }
 
@@ -353,6 +384,33 @@ func podsOf(jobs []Job) int {
 		n += j.Pods
 	}
 	return n
+}
+
+// neverAttempted counts, from the apiserver at the end of a run, the namespace's pods that are
+// not bound and carry no PodScheduled condition at all: no scheduling attempt of the scheduler
+// ever failed for them (a failed attempt sets PodScheduled=False), so the scheduler never
+// tried them, or holds them (at PreEnqueue, or reserved and waiting at Permit) without a verdict.
+func (h *harness) neverAttempted(ctx context.Context, ns string) (int, error) {
+	pods, err := h.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
+			continue
+		}
+		scheduled := false
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled {
+				scheduled = true
+			}
+		}
+		if !scheduled {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // waitSchedulerReady creates a probe pod and waits until the scheduler binds it: the scheduler's

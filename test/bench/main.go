@@ -1,8 +1,9 @@
 // Command bench measures schedulers side by side on one real kube-apiserver + etcd, in the manner
 // of upstream scheduler_perf: plain Node objects (no kubelet needed to bind), workloads from
 // workloads/*.yaml, an informer counting bound pods per second. Each workload runs under the no-op
-// binder (the apiserver's ceiling), the stock kube-scheduler, scheduler-plugins' Coscheduling and
-// t9k-scheduler, one after another. `make bench` runs it; see README "Performance".
+// binder (the apiserver's ceiling), the stock kube-scheduler, scheduler-plugins' Coscheduling,
+// t9k-scheduler and t9k-scheduler's bin-packing profile, one after another. `make bench` runs it;
+// see README "Performance".
 package main
 
 import (
@@ -21,8 +22,8 @@ func main() {
 	var (
 		nodes      = flag.Int("nodes", 500, "Number of nodes (8 GPUs each, 16 per block, 4 blocks per spine).")
 		workloads  = flag.String("workloads", "", "Comma-separated workloads to run (default: all in workloads/).")
-		schedulers = flag.String("schedulers", "", "Comma-separated schedulers (default: noop-binder,kube-scheduler,coscheduling,t9k-scheduler).")
-		out        = flag.String("out", "_output/bench", "Directory for report.json, report.md and the chart.")
+		schedulers = flag.String("schedulers", "", "Comma-separated schedulers (default: noop-binder,kube-scheduler,coscheduling,t9k-scheduler,t9k-binpack).")
+		out        = flag.String("out", "_output/bench", "Directory for report.json, report.md, the charts and logs/ (each scheduler run's log).")
 		binDir     = flag.String("bin-dir", "", "Directory with kube-apiserver, etcd, kube-scheduler and t9k-scheduler (default: bin/).")
 		repeats    = flag.Int("repeats", 3, "Runs of each workload under each scheduler, in rotated order; tables show median and spread.")
 	)
@@ -47,7 +48,8 @@ func run(nodes, repeats int, workloads, schedulers []string, out, binDir string)
 	defer os.RemoveAll(work)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	rep, err := Measure(ctx, Options{Nodes: nodes, Repeats: repeats, Workloads: workloads, Schedulers: schedulers, BinDir: binDir, Log: os.Stdout, WorkDir: work})
+	rep, err := Measure(ctx, Options{Nodes: nodes, Repeats: repeats, Workloads: workloads, Schedulers: schedulers, BinDir: binDir, Log: os.Stdout, WorkDir: work,
+		LogDir: filepath.Join(out, "logs")})
 	if err != nil {
 		return err
 	}

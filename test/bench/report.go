@@ -54,6 +54,14 @@ type Run struct {
 	// Saturation and AllocationOverTime (% of GPUs held, every chartStep) for stream workloads.
 	Saturation         *Saturation `json:"saturation,omitempty"`
 	AllocationOverTime []float64   `json:"allocationOverTime,omitempty"`
+	// NeverAttempted counts the pods that, at the end of the run (as the apiserver lists them,
+	// the scheduler still running), are not bound and have no PodScheduled condition at all.
+	NeverAttempted int `json:"neverAttemptedPods"`
+	// PodGroupWrites, for schedulers with PodGroups: their updates during the run.
+	PodGroupWrites *PodGroupWrites `json:"podGroupWrites,omitempty"`
+	// Log is the scheduler's log file in the output's logs/ directory ("" for the in-process
+	// no-op binder).
+	Log string `json:"log,omitempty"`
 }
 
 // Saturation is what a stream workload measured in its settled states.
@@ -83,6 +91,14 @@ type SaturationSample struct {
 	Useful      float64 `json:"useful"`
 	PartialJobs int     `json:"partialJobs"`
 	PendingPods int     `json:"pendingPods"`
+	// ExtendedSeconds is how long the settle window was held open past "no bind for
+	// SettleSeconds" because the scheduler still had reserved, unbound pods (Permit waits, binds
+	// in flight), at most settleExtensionCap. Scheduler is its gauges when the sample was taken:
+	// Reserved > 0 there means the cap ran out with pods still held. MetricsError says why they
+	// could not be read.
+	ExtendedSeconds float64         `json:"extendedSeconds"`
+	Scheduler       *SchedulerState `json:"scheduler,omitempty"`
+	MetricsError    string          `json:"metricsError,omitempty"`
 }
 
 // Stats of a sample set. Percentiles of fewer than minPercentileSamples samples are NaN: a "p99"
@@ -183,11 +199,41 @@ func (r *Report) writeMarkdown(w io.Writer) {
 		fmt.Fprint(w, "\n\n")
 		if runs[0].Saturation != nil {
 			writeStreamTable(w, runs)
+			fmt.Fprint(w, "\n")
+			writeSettleTable(w, runs)
 		} else {
 			writeBurstTable(w, runs)
 		}
 	}
+	capS := settleExtensionCap.Seconds()
+	fmt.Fprintf(w, "\n"+reportNotes, capS, capS)
 }
+
+// reportNotes defines the figures the tables' headers cannot (a format: the settle window's cap
+// in seconds, twice).
+const reportNotes = `Notes:
+
+- **never attempted**: pods that, listed from the apiserver at the end of the run (the scheduler
+  still running), are unbound and have no PodScheduled condition at all. A failed scheduling
+  attempt sets PodScheduled=False, so these are pods the scheduler never tried (or holds without
+  a verdict: at PreEnqueue, or reserved and waiting at Permit).
+- **PodGroup writes / gang-min**: MODIFIED watch events of the run's PodGroups (only the scheduler
+  updates them here: the harness creates and deletes them and no controller runs), divided by the
+  gang-minutes (each PodGroup's minutes alive during the run, summed; the run ends at the last
+  bind of a burst, at the last settled sample of a stream, and later writes are not counted).
+  "per group" is the writes divided by the PodGroups the run had (a burst lasts seconds, so
+  its rate per gang-minute is large however few the writes). Coscheduling leaves its PodGroup
+  status to scheduler-plugins' controller, which does not run here, so it writes none; "–" for
+  schedulers without PodGroups.
+- **settle window** (stream): a state is sampled once no pod has bound for the workload's
+  settleSeconds *and* the scheduler holds no reserved, unbound pod — its
+  scheduler_goroutines{operation="binding"} gauge (one per pod between Reserve and the end of
+  its bind: Permit waits of gang members, binds in flight; a live t9k gang plan has a placed
+  member among them) is 0. "extended" is how long the window stayed open past the quiet
+  period for that (at most %.0f s); "held at samples" sums the gauge at the moments the samples
+  were taken (non-zero only if the %.0f s ran out).
+- Each scheduler run's log (stdout and stderr, -v=1) is in logs/<workload>-<scheduler>-run<k>.log.
+`
 
 // bySchedulers groups a workload's runs per scheduler, in the order the schedulers first ran.
 func bySchedulers(runs []Run) (names []string, of map[string][]Run) {
@@ -214,10 +260,7 @@ func spread(format string, vals []float64) string {
 		return "–"
 	}
 	sort.Float64s(v)
-	med := v[len(v)/2]
-	if len(v)%2 == 0 {
-		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
+	med := median(v)
 	if len(v) == 1 {
 		return fmt.Sprintf(format, med)
 	}
@@ -234,8 +277,8 @@ func field(runs []Run, f func(Run) float64) []float64 {
 }
 
 func writeBurstTable(w io.Writer, runs []Run) {
-	fmt.Fprintln(w, "| scheduler | runs | bound | pods/s avg | s to last bind | pods/s p50 / p99 | gang quorum p50 / p99 (s) | gangs in smallest domain | blocks/gang | GPU alloc | CPU s | peak RSS MiB |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| scheduler | runs | bound | pods/s avg | s to last bind | pods/s p50 / p99 | gang quorum p50 / p99 (s) | gangs in smallest domain | blocks/gang | GPU alloc | never attempted | PodGroup writes / gang-min | CPU s | peak RSS MiB |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	names, of := bySchedulers(runs)
 	for _, name := range names {
 		rs := of[name]
@@ -265,9 +308,10 @@ func writeBurstTable(w io.Writer, runs []Run) {
 			alloc = "incomplete"
 		}
 		cpu, rss := usageSpread(rs)
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			name, len(rs), bound, spread("%.1f", field(rs, func(r Run) float64 { return r.PodsPerSecond.Avg })),
-			spread("%.2f", field(rs, func(r Run) float64 { return r.Seconds })), pct, gang, smallest, blocks, alloc, cpu, rss)
+			spread("%.2f", field(rs, func(r Run) float64 { return r.Seconds })), pct, gang, smallest, blocks, alloc,
+			neverAttemptedCell(rs), podGroupWritesCell(rs), cpu, rss)
 	}
 }
 
@@ -313,6 +357,106 @@ func writeStreamTable(w io.Writer, runs []Run) {
 			spread("%.0f", sat(func(s *Saturation) float64 { return float64(s.PendingPods) })),
 			smallest, blocks, spread("%.0f%%", nvl), score, vs, cpu, rss)
 	}
+}
+
+// writeSettleTable shows, per scheduler, what was left in the scheduler when the stream's states
+// were sampled and at its end.
+func writeSettleTable(w io.Writer, runs []Run) {
+	fmt.Fprintln(w, "| scheduler | runs | never attempted at end | PodGroup writes / gang-min | settle window extended, s (sum over samples) | held at samples (reserved, unbound) | queues at last sample: active / backoff / unschedulable |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	names, of := bySchedulers(runs)
+	for _, name := range names {
+		rs := of[name]
+		extended, held := "–", "–"
+		var active, backoff, unsched []float64
+		var errs int
+		ext := field(rs, func(r Run) float64 {
+			sum := 0.0
+			for _, smp := range r.Saturation.Samples {
+				sum += smp.ExtendedSeconds
+			}
+			return sum
+		})
+		hold := field(rs, func(r Run) float64 {
+			n, known := 0, false
+			for _, smp := range r.Saturation.Samples {
+				if smp.Scheduler != nil {
+					n, known = n+smp.Scheduler.Reserved, true
+				}
+			}
+			if !known {
+				return math.NaN()
+			}
+			return float64(n)
+		})
+		for _, r := range rs {
+			smps := r.Saturation.Samples
+			for _, smp := range smps {
+				if smp.MetricsError != "" {
+					errs++
+				}
+			}
+			if last := smps[len(smps)-1].Scheduler; last != nil {
+				active = append(active, float64(last.Active))
+				backoff = append(backoff, float64(last.Backoff))
+				unsched = append(unsched, float64(last.Unschedulable))
+			}
+		}
+		queues := "–"
+		if len(active) > 0 {
+			queues = spread("%.0f", active) + " / " + spread("%.0f", backoff) + " / " + spread("%.0f", unsched)
+			extended, held = spread("%.1f", ext), spread("%.0f", hold)
+		}
+		if errs > 0 {
+			held += fmt.Sprintf(" (metrics unreadable at %d samples)", errs)
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", name, len(rs), neverAttemptedCell(rs), podGroupWritesCell(rs), extended, held, queues)
+	}
+}
+
+func neverAttemptedCell(rs []Run) string {
+	return spread("%.0f", field(rs, func(r Run) float64 { return float64(r.NeverAttempted) }))
+}
+
+// podGroupWritesCell: PodGroup updates per gang-minute, with the updates per PodGroup (median
+// over the runs; a burst run lasts seconds, so its rate per gang-minute says less than that), or
+// "–" for a scheduler without PodGroups (or a workload without gangs).
+func podGroupWritesCell(rs []Run) string {
+	per := field(rs, func(r Run) float64 {
+		if p := r.PodGroupWrites; p != nil && p.GangMinutes > 0 {
+			return p.PerGangMinute
+		}
+		return math.NaN()
+	})
+	perGroup := field(rs, func(r Run) float64 {
+		if p := r.PodGroupWrites; p != nil && p.GangMinutes > 0 && p.Groups > 0 {
+			return float64(p.Updates) / float64(p.Groups)
+		}
+		return math.NaN()
+	})
+	cell := spread("%.1f", per)
+	if cell == "–" {
+		return cell
+	}
+	return fmt.Sprintf("%s; %.1f per group", cell, median(perGroup))
+}
+
+// median of the values that are not NaN (NaN if none).
+func median(vals []float64) float64 {
+	var v []float64
+	for _, x := range vals {
+		if !math.IsNaN(x) {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 0 {
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return v[len(v)/2]
 }
 
 func usageSpread(rs []Run) (cpu, rss string) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,27 +36,39 @@ type schedulerUnderTest struct {
 	// Ceiling marks the no-op binder: it binds without fitting, so it bounds throughput but has
 	// no saturation point (the stream workload skips it).
 	Ceiling bool
-	start   func(ctx context.Context, h *harness, dir string) (*running, error)
+	start   func(ctx context.Context, h *harness, s schedulerUnderTest, files runFiles) (*running, error)
 }
 
-// running is a started scheduler; pid is 0 for the in-process no-op binder.
+// runFiles are where one run of a scheduler keeps its files: dir for its configuration (in the
+// work directory) and log for everything the process writes (klog goes to stderr).
+type runFiles struct {
+	dir, log string
+}
+
+// running is a started scheduler; pid is 0 for the in-process no-op binder, which also has no
+// metrics endpoint (metricsURL "").
 type running struct {
-	pid  int
-	stop func()
+	pid        int
+	metricsURL string
+	stop       func()
 }
 
+// allSchedulers lists every scheduler the bench knows, in the default order. t9k-binpack is
+// t9k-scheduler with the shipped bin-packing profile; its profile's schedulerName is
+// t9k-scheduler too, which is safe because one scheduler runs at a time.
 func allSchedulers() []schedulerUnderTest {
 	return []schedulerUnderTest{
 		{Name: "noop-binder", SchedulerName: "noop-binder", Ceiling: true, start: startNoopBinder},
 		{Name: "kube-scheduler", SchedulerName: "default-scheduler", start: startStock},
 		{Name: "coscheduling", SchedulerName: "coscheduling", Gang: gangCoscheduling, start: startBinary("coscheduling.yaml")},
 		{Name: "t9k-scheduler", SchedulerName: "t9k-scheduler", Gang: gangT9k, start: startBinary("t9k-scheduler.yaml")},
+		{Name: "t9k-binpack", SchedulerName: "t9k-scheduler", Gang: gangT9k, start: startBinary("t9k-scheduler-binpack.yaml")},
 	}
 }
 
 // startNoopBinder binds every pending pod of its schedulerName to the next node round-robin, with no
 // filtering at all: the apiserver's binding ceiling on this machine.
-func startNoopBinder(ctx context.Context, h *harness, _ string) (*running, error) {
+func startNoopBinder(ctx context.Context, h *harness, _ schedulerUnderTest, _ runFiles) (*running, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	nodes := h.nodeNames
 	factory := informers.NewSharedInformerFactoryWithOptions(h.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -102,18 +115,20 @@ func startNoopBinder(ctx context.Context, h *harness, _ string) (*running, error
 }
 
 // startStock runs the upstream kube-scheduler v1.34.7 built from our go.mod, default plugins.
-func startStock(ctx context.Context, h *harness, dir string) (*running, error) {
+func startStock(ctx context.Context, h *harness, s schedulerUnderTest, files runFiles) (*running, error) {
 	cfg := map[string]any{
 		"apiVersion": "kubescheduler.config.k8s.io/v1",
 		"kind":       "KubeSchedulerConfiguration",
-		"profiles":   []any{map[string]any{"schedulerName": "default-scheduler"}},
+		"profiles":   []any{map[string]any{"schedulerName": s.SchedulerName}},
 	}
-	return h.startProcess(ctx, "kube-scheduler", filepath.Join(h.binDir, "kube-scheduler"), cfg, dir)
+	return h.startProcess(ctx, "kube-scheduler", filepath.Join(h.binDir, "kube-scheduler"), cfg, files)
 }
 
 // startBinary runs bin/t9k-scheduler with one of the shipped profiles in manifests/scheduler/.
-func startBinary(profile string) func(context.Context, *harness, string) (*running, error) {
-	return func(ctx context.Context, h *harness, dir string) (*running, error) {
+// The profile must schedule the pods the harness creates for s: its (only) profile's
+// schedulerName must be s.SchedulerName.
+func startBinary(profile string) func(context.Context, *harness, schedulerUnderTest, runFiles) (*running, error) {
+	return func(ctx context.Context, h *harness, s schedulerUnderTest, files runFiles) (*running, error) {
 		data, err := os.ReadFile(filepath.Join(h.root, "manifests", "scheduler", profile))
 		if err != nil {
 			return nil, err
@@ -122,29 +137,55 @@ func startBinary(profile string) func(context.Context, *harness, string) (*runni
 		if err := yaml.Unmarshal(data, &cfg); err != nil {
 			return nil, fmt.Errorf("%s: %w", profile, err)
 		}
-		return h.startProcess(ctx, strings.TrimSuffix(profile, ".yaml"), filepath.Join(h.binDir, "t9k-scheduler"), cfg, dir)
+		if names := profileNames(cfg); len(names) != 1 || names[0] != s.SchedulerName {
+			return nil, fmt.Errorf("%s: profiles schedule %v; the bench's %s pods ask for %q", profile, names, s.Name, s.SchedulerName)
+		}
+		return h.startProcess(ctx, strings.TrimSuffix(profile, ".yaml"), filepath.Join(h.binDir, "t9k-scheduler"), cfg, files)
 	}
 }
 
+// profileNames lists the schedulerName of each profile of a KubeSchedulerConfiguration.
+func profileNames(cfg map[string]any) []string {
+	var names []string
+	profiles, _ := cfg["profiles"].([]any)
+	for _, p := range profiles {
+		m, _ := p.(map[string]any)
+		name, _ := m["schedulerName"].(string)
+		names = append(names, name)
+	}
+	return names
+}
+
 // startProcess writes cfg with our kubeconfig, leader election off and client QPS raised (the
-// default 50 QPS would cap every scheduler at 50 binds/s), and runs the binary with it.
-func (h *harness) startProcess(ctx context.Context, name, bin string, cfg map[string]any, dir string) (*running, error) {
+// default 50 QPS would cap every scheduler at 50 binds/s), and runs the binary with it, its stdout
+// and stderr (klog) going to files.log. The secure port serves /metrics on loopback without
+// authentication (only /metrics and the health paths are allowed): the harness reads the
+// scheduler's own gauges from it when a stream settles.
+func (h *harness) startProcess(ctx context.Context, name, bin string, cfg map[string]any, files runFiles) (*running, error) {
 	cfg["clientConnection"] = map[string]any{"kubeconfig": h.kubeconfig, "qps": 5000, "burst": 5000}
 	cfg["leaderElection"] = map[string]any{"leaderElect": false}
 	data, err := yaml.Marshal(cfg)
 	if err != nil {
 		return nil, err
 	}
-	cfgPath := filepath.Join(dir, name+".yaml")
+	cfgPath := filepath.Join(files.dir, name+".yaml")
 	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, name+".log")
-	log, err := os.Create(logPath)
+	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "--config="+cfgPath, "--secure-port=0", "-v=1")
+	if err := os.MkdirAll(filepath.Dir(files.log), 0o755); err != nil {
+		return nil, err
+	}
+	log, err := os.Create(files.log)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "--config="+cfgPath, "-v=1",
+		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
+		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics")
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -153,7 +194,7 @@ func (h *harness) startProcess(ctx context.Context, name, bin string, cfg map[st
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	return &running{pid: cmd.Process.Pid, stop: func() {
+	return &running{pid: cmd.Process.Pid, metricsURL: fmt.Sprintf("https://127.0.0.1:%d/metrics", port), stop: func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -163,6 +204,17 @@ func (h *harness) startProcess(ctx context.Context, name, bin string, cfg map[st
 		}
 		log.Close()
 	}}, nil
+}
+
+// freePort asks the kernel for a free loopback port. Another process could take it before the
+// scheduler binds it; the scheduler would then fail to start and the run would say so.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // procUsage reads a process's CPU seconds (user+system) and peak RSS in MiB from /proc.

@@ -11,15 +11,61 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// settleExtensionCap bounds how long a settle window is held open for a scheduler's reserved,
+// unbound pods: a little more than the 60 s both gang schedulers' shipped profiles let placed
+// members wait at Permit (T9kGang scheduleTimeoutSeconds, Coscheduling permitWaitingTimeSeconds),
+// so any wait present when the cluster first looks settled has ended by then, bound or released.
+const settleExtensionCap = 75 * time.Second
+
+// settlePoll is how often waitSettled reads the scheduler's gauges while it holds pods.
+var settlePoll = 500 * time.Millisecond
+
+// waitSettled waits until no pod has bound for quiet (counting from since), then, while read
+// (nil: a scheduler without metrics) says the scheduler holds reserved, unbound pods and
+// extensionCap has not passed since that first quiet moment, polls it and waits for quiet again.
+// It returns the scheduler's state when it stopped waiting (nil if unread), how long it waited
+// past the first quiet moment, and why the gauges could not be read, if they could not.
+func waitSettled(ctx context.Context, rec *recorder, since time.Time, quiet, extensionCap time.Duration,
+	read func(context.Context) (SchedulerState, error), progress func(int)) (*SchedulerState, time.Duration, error) {
+	rec.waitQuiet(ctx, since, quiet, progress)
+	quietAt := time.Now()
+	var sched *SchedulerState
+	for read != nil && ctx.Err() == nil {
+		st, err := read(ctx)
+		if err != nil {
+			return sched, time.Since(quietAt), err
+		}
+		sched = &st
+		if st.Reserved == 0 || time.Since(quietAt) >= extensionCap {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(settlePoll):
+		}
+		rec.waitQuiet(ctx, since, quiet, progress) // a Permit wait that ended in binds: quiet again
+	}
+	return sched, time.Since(quietAt), nil
+}
+
 // stream runs a saturating stream workload (see StreamSpec) and returns every job it submitted and
 // the settled states it sampled.
-func (h *harness) stream(ctx context.Context, ns string, w Workload, s schedulerUnderTest, rec *recorder) ([]Job, *Saturation, error) {
+//
+// A state counts as settled when no pod has bound for SettleSeconds and the scheduler holds no
+// reserved, unbound pod (scheduler_goroutines{operation="binding"} on its /metrics is 0: no
+// member waiting at Permit, no bind in flight, so no live t9k gang plan with a placed member);
+// while it holds some, the window stays open, up to settleExtensionCap, after which the sample is
+// taken anyway and the pods still held are recorded with it.
+func (h *harness) stream(ctx context.Context, ns string, w Workload, s schedulerUnderTest, rs *running, rec *recorder) ([]Job, *Saturation, error) {
 	spec := *w.Stream
 	if h.opts.StreamRounds != nil {
 		spec.Rounds = *h.opts.StreamRounds
 	}
 	next := w.Generator(h.totalGPUs)
 	quiet := time.Duration(spec.SettleSeconds * float64(time.Second))
+	if h.opts.StreamSettle > 0 {
+		quiet = h.opts.StreamSettle
+	}
 	target := int(spec.OfferedLoad * float64(h.totalGPUs))
 	start := time.Now()
 	var all []Job
@@ -46,12 +92,28 @@ func (h *harness) stream(ctx context.Context, ns string, w Workload, s scheduler
 		return h.submit(ctx, ns, batch, s, rec)
 	}
 	sample := func(round string) {
-		rec.waitQuiet(ctx, time.Now(), quiet, func(n int) { h.logf("%s / %s: %s, %d pods bound so far", w.Name, s.Name, round, n) })
+		since := time.Now()
+		progress := func(n int) { h.logf("%s / %s: %s, %d pods bound so far", w.Name, s.Name, round, n) }
+		var read func(context.Context) (SchedulerState, error)
+		if rs.metricsURL != "" {
+			read = func(ctx context.Context) (SchedulerState, error) { return readSchedulerState(ctx, rs.metricsURL) }
+		}
+		sched, extended, metricsErr := waitSettled(ctx, rec, since, quiet, settleExtensionCap, read, progress)
 		st := h.streamState(live, rec)
 		st.Seconds = time.Since(start).Seconds()
+		st.ExtendedSeconds = extended.Seconds()
+		st.Scheduler = sched
+		held := ""
+		if metricsErr != nil {
+			st.MetricsError = metricsErr.Error()
+			held = "; scheduler metrics unreadable: " + st.MetricsError
+		} else if sched != nil {
+			held = fmt.Sprintf("; scheduler: %d reserved unbound, queues active %d, backoff %d, unschedulable %d (settle window extended %.1fs)",
+				sched.Reserved, sched.Active, sched.Backoff, sched.Unschedulable, st.ExtendedSeconds)
+		}
 		sat.Samples = append(sat.Samples, st)
-		h.logf("%s / %s: %s settled at %.0fs: %.1f%% of GPUs allocated, %.1f%% in fully bound jobs, %d partial jobs, %d pods pending",
-			w.Name, s.Name, round, st.Seconds, 100*st.Allocated, 100*st.Useful, st.PartialJobs, st.PendingPods)
+		h.logf("%s / %s: %s settled at %.0fs: %.1f%% of GPUs allocated, %.1f%% in fully bound jobs, %d partial jobs, %d pods pending%s",
+			w.Name, s.Name, round, st.Seconds, 100*st.Allocated, 100*st.Useful, st.PartialJobs, st.PendingPods, held)
 	}
 
 	h.logf("%s / %s: offering %d GPUs (%.0f%% of %d), %d rounds finishing %.0f%% of running jobs", w.Name, s.Name,
