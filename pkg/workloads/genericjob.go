@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
@@ -202,4 +203,36 @@ func substitutePod(pod *corev1.Pod, f func(string) string) {
 	}
 	do(pod.Spec.InitContainers)
 	do(pod.Spec.Containers)
+}
+
+// ValidateReplicas: a success or failure rule that names a replica the job does not have can never
+// be met (the CRD already refuses unknown types).
+func (j genericJob) ValidateReplicas(c *Cluster, _ func(*Replicas) *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	check := func(name string, rules []batch.FinishRule) {
+		for i, rule := range rules {
+			types := make([]string, 0, len(rule))
+			for t := range rule {
+				types = append(types, t)
+			}
+			sort.Strings(types)
+			for _, t := range types {
+				p := field.NewPath("spec", name).Index(i).Child(t)
+				g := c.Group(t)
+				if g == nil {
+					errs = append(errs, field.Invalid(p, t, fmt.Sprintf("the job has no replica type %q", t)))
+					continue
+				}
+				for k, idx := range rule[t] {
+					if idx < 0 || idx >= g.Count {
+						errs = append(errs, field.Invalid(p.Index(k), idx,
+							fmt.Sprintf("the job has %d %s replicas (indices 0 to %d)", g.Count, t, g.Count-1)))
+					}
+				}
+			}
+		}
+	}
+	check("successRules", j.Spec.SuccessRules)
+	check("failureRules", j.Spec.FailureRules)
+	return errs
 }

@@ -116,6 +116,11 @@ func ValidateReplicas(obj client.Object) field.ErrorList {
 	if total == 0 && len(c.Replicas) > 0 {
 		errs = append(errs, field.Invalid(field.NewPath("spec"), total, "the job has no replica to run: every replica count is 0"))
 	}
+	if k, ok := job.(JobWithReplicaRules); ok {
+		errs = append(errs, k.ValidateReplicas(c, func(g *Replicas) *field.Path {
+			return parsePath(strings.TrimSuffix(paths[g.Template], ".template"))
+		})...)
+	}
 	r, ok := job.(JobWithRequiredTypes)
 	if !ok {
 		return errs
@@ -131,4 +136,59 @@ func ValidateReplicas(obj client.Object) field.ErrorList {
 		}
 	}
 	return errs
+}
+
+// JobWithReplicaRules is implemented by kinds with rules of their own about replica counts: the
+// replica that decides the job must exist, a role that is one process has one pod. specPath gives
+// the path of a group's entry (spec.replicaSpecs[1]).
+type JobWithReplicaRules interface {
+	ValidateReplicas(c *Cluster, specPath func(*Replicas) *field.Path) field.ErrorList
+}
+
+// countRule checks that replica type t has between lo and hi pods (hi < 0: no upper bound) when
+// the job lists it, and that it is listed when lo > 0 and required.
+func countRule(c *Cluster, specPath func(*Replicas) *field.Path, t string, lo, hi int32, required bool, why string) field.ErrorList {
+	g := c.Group(t)
+	if g == nil {
+		if required {
+			return field.ErrorList{field.Required(field.NewPath("spec", "replicaSpecs"), fmt.Sprintf("%s needs a %s replica: %s", c.Kind, t, why))}
+		}
+		return nil
+	}
+	if g.Count >= lo && (hi < 0 || g.Count <= hi) {
+		return nil
+	}
+	want := fmt.Sprintf("at least %d %s", lo, t)
+	switch {
+	case lo == hi:
+		want = fmt.Sprintf("exactly %d %s", lo, t)
+	case hi >= 0 && lo == 0:
+		want = fmt.Sprintf("at most %d %s", hi, t)
+	}
+	return field.ErrorList{field.Invalid(specPath(g).Child("replicas"), g.Count, fmt.Sprintf("%s needs %s: %s", c.Kind, want, why))}
+}
+
+// parsePath turns "spec.replicaSpecs[0]" into a field.Path ("" gives spec).
+func parsePath(s string) *field.Path {
+	if s == "" {
+		return field.NewPath("spec")
+	}
+	var p *field.Path
+	for _, part := range strings.Split(s, ".") {
+		name, rest, hasIdx := strings.Cut(part, "[")
+		if p == nil {
+			p = field.NewPath(name)
+		} else {
+			p = p.Child(name)
+		}
+		for hasIdx {
+			var i int
+			if n, _ := fmt.Sscanf(rest, "%d]", &i); n != 1 {
+				break
+			}
+			p = p.Index(i)
+			_, rest, hasIdx = strings.Cut(rest, "[")
+		}
+	}
+	return p
 }

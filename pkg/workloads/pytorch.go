@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
@@ -125,4 +126,27 @@ func torchrunCommand(tr *batch.TorchrunConfig, el *batch.ElasticConfig, c *Clust
 
 func (j pytorchJob) Outcome(c *Cluster, v *View) Outcome {
 	return decidedBy(c, v, j.master(c), 0)
+}
+
+// ValidateReplicas: the master (a master replica, else the first type listed) is the rendezvous
+// point, rank 0 and the replica that decides the job, so it must exist; a master replica type is
+// that one pod. torchrun's minNodes cannot exceed the job's replicas.
+func (j pytorchJob) ValidateReplicas(c *Cluster, specPath func(*Replicas) *field.Path) field.ErrorList {
+	if len(c.Replicas) == 0 {
+		return nil
+	}
+	var errs field.ErrorList
+	if c.Group("master") != nil {
+		errs = countRule(c, specPath, "master", 1, 1, true, "the master is rank 0, MASTER_ADDR and the replica that decides the job")
+	} else {
+		first := c.Replicas[0].Type
+		errs = countRule(c, specPath, first, 1, -1, true,
+			fmt.Sprintf("without a master replica the first type listed (%s) is the master: MASTER_ADDR is %s-%s-0", first, c.Name, first))
+	}
+	if tr := j.Spec.TorchrunConfig; tr.IsEnabled() && tr.MinNodes != nil && !(j.Spec.Elastic != nil && j.Spec.Elastic.Enabled) &&
+		int(*tr.MinNodes) > c.WorldSize() {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "torchrunConfig", "minNodes"), *tr.MinNodes,
+			fmt.Sprintf("must not be greater than the job's %d replicas", c.WorldSize())))
+	}
+	return errs
 }

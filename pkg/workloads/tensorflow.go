@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
@@ -76,4 +77,18 @@ func (j tensorflowJob) Outcome(c *Cluster, v *View) Outcome {
 		return decidedBy(c, v, "chief", 0)
 	}
 	return decidedBy(c, v, "worker", 0)
+}
+
+// ValidateReplicas: TensorFlow has at most one chief and one evaluator; the chief, else worker 0,
+// decides the job, so one of them must exist.
+func (j tensorflowJob) ValidateReplicas(c *Cluster, specPath func(*Replicas) *field.Path) field.ErrorList {
+	errs := countRule(c, specPath, "evaluator", 0, 1, false, "TensorFlow runs one evaluator")
+	if c.Group("chief") != nil {
+		return append(errs, countRule(c, specPath, "chief", 1, 1, true, "the chief is one task, and it decides the job")...)
+	}
+	if c.Group("worker") == nil {
+		return append(errs, field.Required(field.NewPath("spec", "replicaSpecs"),
+			fmt.Sprintf("%s needs a chief or at least 1 worker: the chief, else worker 0, decides the job", c.Kind)))
+	}
+	return append(errs, countRule(c, specPath, "worker", 1, -1, true, "without a chief, worker 0 decides the job")...)
 }

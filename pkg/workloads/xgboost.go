@@ -3,6 +3,8 @@ package workloads
 import (
 	"strconv"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,4 +55,11 @@ func (j xgboostJob) Outcome(c *Cluster, v *View) Outcome {
 		return failed("XGBoostTrainingJob " + c.Name + " has failed: it has no master replica, which decides the job")
 	}
 	return decidedBy(c, v, "master", 0)
+}
+
+// ValidateReplicas: the master is rank 0, runs the rabit tracker and decides the job: one pod. A
+// job without a master is admitted (the manual's own example omits it) and fails at once with a
+// condition that says why (Outcome).
+func (j xgboostJob) ValidateReplicas(c *Cluster, specPath func(*Replicas) *field.Path) field.ErrorList {
+	return countRule(c, specPath, "master", 1, 1, false, "the master is rank 0, runs the tracker and decides the job")
 }
