@@ -3,6 +3,7 @@ package workloads
 import (
 	"sort"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -39,26 +40,81 @@ func (j mpiJob) sshdPath() string {
 	return ""
 }
 
-// config is the mpirun configuration of either shape.
+// config is the mpirun configuration of either shape. slots is each worker's slot count in the
+// hostfile (see mpiSlots).
 func (j mpiJob) config() (home string, mca map[string]string, extra, program []string, slots int32) {
-	slots = 1
 	if w := j.Spec.Worker; w != nil { // 2024
 		extra, program = w.ExtraMPIArgs, w.Cmd
-		if w.ProcessesPerWorker != nil {
-			slots = *w.ProcessesPerWorker
-		}
 		if pr := w.ProcessRecovery; pr != nil && pr.Enable && !hasArg(extra, "--enable-recovery") {
 			extra = append(append([]string(nil), extra...), "--enable-recovery")
 			if pr.Limit != nil {
 				extra = append(extra, "--max-restarts", strconv.Itoa(int(*pr.Limit)))
 			}
 		}
-		return j.Spec.MPIHome, j.Spec.MCA, extra, program, slots
+		return j.Spec.MPIHome, j.Spec.MCA, extra, program, mpiSlots(w.ProcessesPerWorker, extra, &w.Template)
 	}
 	if mc := j.Spec.MPIConfig; mc != nil {
-		return mc.Home, mc.MCA, mc.ExtraArgs, mc.Script, slots
+		var tmpl *batch.PodTemplate
+		for i := range j.Spec.ReplicaSpecs {
+			if j.Spec.ReplicaSpecs[i].Type == "worker" {
+				tmpl = &j.Spec.ReplicaSpecs[i].Template
+			}
+		}
+		return mc.Home, mc.MCA, mc.ExtraArgs, mc.Script, mpiSlots(nil, mc.ExtraArgs, tmpl)
 	}
-	return "", nil, nil, nil, slots
+	return "", nil, nil, nil, 1
+}
+
+// mpiSlots is the number of processes mpirun may start on each worker, its "slots=" in the
+// hostfile: worker.processesPerWorker when given, else the worker's GPUs (one rank per GPU, as
+// mpi-operator's slotsPerWorker is used), else 1; and never fewer than the processes per node the
+// mpirun arguments ask for (-N, --npernode, --map-by ppr:N:node), which OpenMPI refuses as
+// oversubscription when the hostfile offers fewer.
+func mpiSlots(perWorker *int32, args []string, worker *batch.PodTemplate) int32 {
+	slots := int32(1)
+	switch {
+	case perWorker != nil && *perWorker > 0:
+		slots = *perWorker
+	case worker != nil && len(worker.Spec.Containers) > 0:
+		p := &corev1.Pod{Spec: *worker.Spec.DeepCopy()}
+		if n := gpuCount(mainContainer(p, "mpi-worker", "worker")); n > 0 {
+			slots = int32(n)
+		}
+	}
+	if n := perNode(args); n > slots {
+		slots = n
+	}
+	return slots
+}
+
+// perNode reads the processes per node an mpirun command line asks for: -N n, -npernode n,
+// --npernode n, --map-by ppr:n:node (or the = forms); 0 when it asks for none.
+func perNode(args []string) int32 {
+	var n int32
+	for i, a := range args {
+		val := ""
+		switch {
+		case a == "-N" || a == "-npernode" || a == "--npernode" || a == "-map-by" || a == "--map-by":
+			if i+1 < len(args) {
+				val = args[i+1]
+			}
+		case strings.HasPrefix(a, "--npernode=") || strings.HasPrefix(a, "--map-by="):
+			_, val, _ = strings.Cut(a, "=")
+		default:
+			continue
+		}
+		if strings.HasPrefix(val, "ppr:") { // ppr:N:node[:options]
+			parts := strings.Split(val, ":")
+			if len(parts) < 3 || parts[2] != "node" {
+				continue
+			}
+			val = parts[1]
+		}
+		if v, err := strconv.Atoi(val); err == nil && v > 0 && int32(v) > n {
+			n = int32(v)
+		}
+	}
+	return n
 }
 
 func hasArg(args []string, a string) bool {
@@ -130,10 +186,28 @@ func (j mpiJob) MutatePod(c *Cluster, pod *corev1.Pod, g *Replicas, _ int) error
 	vol := corev1.Volume{Name: "t9k-mpi-hostfile", VolumeSource: corev1.VolumeSource{
 		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: c.Name + "-hostfile"}}}}
 	mountAll(pod, vol, corev1.VolumeMount{Name: vol.Name, MountPath: "/etc/mpi", ReadOnly: true})
-	addEnv(pod, env("OMPI_ALLOW_RUN_AS_ROOT", "1"), env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"))
+	addEnv(pod, mpiLauncherEnv()...)
 	home, mca, extra, program, _ := j.config()
 	main.Command, main.Args = mpirunCommand(home, mca, extra, program), nil
 	return nil
+}
+
+// mpiLauncherEnv is what OpenMPI's mpirun needs in a pod. Workers are named by their full DNS names
+// (<job>-worker-<i>.<job>), which only resolve with the domain: OpenMPI cuts host names at the
+// first dot unless told to keep them (mpi-operator sets the same for the same reason), and ssh
+// would then fail with "Could not resolve hostname". The hostfile is also the default one, so that
+// a plain mpirun works by hand (debug mode). OpenMPI 4 reads the OMPI_MCA_orte_ names, OpenMPI 5
+// (PRRTE) the PRTE_MCA_prte_ ones. Containers usually run as root, which mpirun refuses unless
+// allowed.
+func mpiLauncherEnv() []corev1.EnvVar {
+	return []corev1.EnvVar{
+		env("OMPI_MCA_orte_keep_fqdn_hostnames", "true"),
+		env("PRTE_MCA_prte_keep_fqdn_hostnames", "true"),
+		env("OMPI_MCA_orte_default_hostfile", mpiHostfile),
+		env("PRTE_MCA_prte_default_hostfile", mpiHostfile),
+		env("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+		env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+	}
 }
 
 // mpirunCommand is the launcher's command: mpirun (from home/bin when home is set) with the

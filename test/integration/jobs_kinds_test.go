@@ -162,8 +162,9 @@ func TestJobMPI(t *testing.T) {
 			}
 			var cm corev1.ConfigMap
 			require.NoError(t, e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: tc.name + "-hostfile"}, &cm))
-			require.Equal(t, tc.workers, strings.Count(cm.Data["hostfile"], " slots=1\n"))
-			require.True(t, strings.HasPrefix(cm.Data["hostfile"], tc.name+"-worker-0."+tc.name+" slots=1\n"))
+			// -N 3 in the mpirun arguments: three slots per worker, or OpenMPI refuses to start.
+			require.Equal(t, tc.workers, strings.Count(cm.Data["hostfile"], " slots=3\n"))
+			require.True(t, strings.HasPrefix(cm.Data["hostfile"], tc.name+"-worker-0."+tc.name+" slots=3\n"))
 
 			e.runAll(workers[:tc.workers-1]...)
 			// The trigger: the controller has seen all but one worker running.
@@ -182,6 +183,8 @@ func TestJobMPI(t *testing.T) {
 				"./random_walk", "20", "40", "2"}, container(l, "launcher").Command)
 			require.Equal(t, "t9kpublic/mpi-tutorial:2021022-2", container(l, "launcher").Image)
 			require.Equal(t, "/usr/local/code", container(l, "launcher").WorkingDir)
+			keep, _ := envOf(container(l, "launcher"), "OMPI_MCA_orte_keep_fqdn_hostnames")
+			require.Equal(t, "true", keep, "OpenMPI keeps the workers' full names")
 
 			e.runAll(launcherName)
 			e.waitPhase(job, batch.JobRunning)

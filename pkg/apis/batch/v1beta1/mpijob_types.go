@@ -83,7 +83,10 @@ type MPIWorker struct {
 	// +kubebuilder:default=1
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
-	// ProcessesPerWorker is the number of MPI processes (slots) per worker.
+	// ProcessesPerWorker is the number of MPI processes (slots) per worker. Unset: the worker's
+	// GPUs, else 1. The hostfile never offers fewer slots than the processes per node extraMPIArgs
+	// ask for (-N, --npernode, --map-by ppr:N:node); the 2025 shape's hostfile follows the same
+	// rules from mpiConfig.extraArgs and the worker's GPUs.
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	ProcessesPerWorker *int32 `json:"processesPerWorker,omitempty"`
