@@ -34,6 +34,8 @@ type statusWriter struct {
 type pgStatus struct {
 	uid        string
 	conditions map[string]metav1.Condition
+	// reservation is T9kTopology's reservation for the gang (status.reservation), nil for none.
+	reservation *v1beta1.PodGroupReservation
 }
 
 // SetCondition records a condition of a PodGroup; when it changed, the condition is applied to the
@@ -49,17 +51,7 @@ func (s *State) SetCondition(key GroupKey, condType string, status metav1.Condit
 		s.mu.Unlock()
 		return
 	}
-	st := s.desired[key]
-	if st == nil || st.uid != string(pg.UID) {
-		// Start from what the object says, so a restarted scheduler does not rewrite it all.
-		st = &pgStatus{uid: string(pg.UID), conditions: map[string]metav1.Condition{}}
-		for _, c := range pg.Status.Conditions {
-			if c.Type == v1beta1.PodGroupConditionScheduled || c.Type == v1beta1.PodGroupConditionSufficientMember {
-				st.conditions[c.Type] = c
-			}
-		}
-		s.desired[key] = st
-	}
+	st := s.desiredLocked(key, pg)
 	old, had := st.conditions[condType]
 	if had && old.Status == status && old.Reason == reason && old.Message == message {
 		s.mu.Unlock()
@@ -71,12 +63,34 @@ func (s *State) SetCondition(key GroupKey, condType string, status metav1.Condit
 	}
 	st.conditions[condType] = c
 	s.mu.Unlock()
+	s.afterSetCondition(key, pg, condType, status, reason, message)
+}
 
+// desiredLocked is the status the scheduler wants for a PodGroup, started from what the object
+// says, so a restarted scheduler does not rewrite it all.
+func (s *State) desiredLocked(key GroupKey, pg *v1beta1.PodGroup) *pgStatus {
+	st := s.desired[key]
+	if st == nil || st.uid != string(pg.UID) {
+		st = &pgStatus{uid: string(pg.UID), conditions: map[string]metav1.Condition{}, reservation: pg.Status.Reservation}
+		for _, c := range pg.Status.Conditions {
+			if c.Type == v1beta1.PodGroupConditionScheduled || c.Type == v1beta1.PodGroupConditionSufficientMember || c.Type == v1beta1.PodGroupConditionReserved {
+				st.conditions[c.Type] = c
+			}
+		}
+		s.desired[key] = st
+	}
+	return st
+}
+
+// afterSetCondition queues the apply and records the event of a changed condition.
+func (s *State) afterSetCondition(key GroupKey, pg *v1beta1.PodGroup, condType string, status metav1.ConditionStatus, reason, message string) {
 	if s.status == nil {
 		return
 	}
 	s.status.queue.Add(key)
-	if s.status.recorder != nil {
+	// The Reserved condition's message follows the drain; its events are T9kTopology's own (made,
+	// released), not one per message.
+	if s.status.recorder != nil && condType != v1beta1.PodGroupConditionReserved {
 		ref := &v1.ObjectReference{APIVersion: v1beta1.GroupVersion.String(), Kind: "PodGroup", Namespace: pg.Namespace, Name: pg.Name, UID: pg.UID}
 		kind := v1.EventTypeNormal
 		if status == metav1.ConditionFalse {
@@ -84,6 +98,36 @@ func (s *State) SetCondition(key GroupKey, condType string, status metav1.Condit
 		}
 		s.status.recorder.Eventf(ref, nil, kind, reason, "Scheduling", "%s", message)
 	}
+}
+
+// SetReservation records the gang's reservation (nil: none) for its status, applied with the
+// conditions.
+func (s *State) SetReservation(key GroupKey, r *v1beta1.PodGroupReservation) {
+	if key.Pod {
+		return
+	}
+	s.mu.Lock()
+	pg := s.podGroups[nsName{key.Namespace, key.Name}]
+	if pg == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.desiredLocked(key, pg).reservation = r
+	s.mu.Unlock()
+	if s.status != nil {
+		s.status.queue.Add(key)
+	}
+}
+
+// PodGroups returns the PodGroups the scheduler knows.
+func (s *State) PodGroups() []*v1beta1.PodGroup {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*v1beta1.PodGroup, 0, len(s.podGroups))
+	for _, pg := range s.podGroups {
+		out = append(out, pg)
+	}
+	return out
 }
 
 // Condition returns the condition the scheduler last recorded for a PodGroup (for tests).
@@ -149,6 +193,15 @@ func (s *State) applyStatus(ctx context.Context, key GroupKey) error {
 			})
 		}
 	}
+	status := map[string]any{"conditions": conds}
+	if st != nil && st.reservation != nil {
+		var nodes []any
+		for _, n := range st.reservation.Nodes {
+			nodes = append(nodes, map[string]any{"name": n.Name, "gpus": int64(n.GPUs)})
+		}
+		status["reservation"] = map[string]any{"domain": st.reservation.Domain, "nodes": nodes,
+			"since": st.reservation.Since.UTC().Format(time.RFC3339)}
+	}
 	s.mu.RUnlock()
 	if len(conds) == 0 {
 		return nil
@@ -157,7 +210,7 @@ func (s *State) applyStatus(ctx context.Context, key GroupKey) error {
 		"apiVersion": v1beta1.GroupVersion.String(),
 		"kind":       "PodGroup",
 		"metadata":   map[string]any{"name": key.Name, "namespace": key.Namespace},
-		"status":     map[string]any{"conditions": conds},
+		"status":     status,
 	}}
 	_, err := s.status.dyn.Resource(podGroupResource).Namespace(key.Namespace).ApplyStatus(ctx, key.Name, obj,
 		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})

@@ -409,20 +409,83 @@ func (c *gpuCache) freeOnWithout(node string, present map[types.UID]bool) (int, 
 	return n, true
 }
 
-// score rates the best set of want GPUs the node can offer now (0 when it cannot).
+// score rates a node for a pod of want GPUs: the interconnect quality of the best set it can offer
+// now, and, in the low fullnessBits, how full of GPUs the node would be with the pod (so that
+// among nodes of equal quality the fullest wins, and whole nodes stay free for whole-node pods and
+// gangs). 0 when it cannot hold the pod.
 func (c *gpuCache) score(node string, want, wantNICs int) int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	st := c.nodes[node]
 	free, ok := c.cluster.FreeGPUs(node)
-	if st == nil || !ok || len(free) < want || st.topo == nil {
+	if st == nil || !ok || len(free) < want || st.gpus <= 0 {
 		return 0
 	}
-	q, ok := st.topo.Score(maskOf(free), topology.GPURequest{GPUs: want, NICs: wantNICs})
-	if !ok {
-		return 0
+	var quality int64
+	if st.topo != nil {
+		q, ok := st.topo.Score(maskOf(free), topology.GPURequest{GPUs: want, NICs: wantNICs})
+		if !ok {
+			return 0
+		}
+		quality = q.NodeScore()
 	}
-	return q.NodeScore()
+	used := st.gpus - (len(free) - want)
+	return quality<<fullnessBits | int64(max(1, used*fullnessMax/st.gpus))
+}
+
+// fullnessBits hold a node's GPU fullness after placement, 0..fullnessMax, under the quality.
+const (
+	fullnessBits = 4
+	fullnessMax  = 1<<fullnessBits - 1
+)
+
+// normalize maps raw scores (see score) to [0, max]: quality first, then fullness. Nodes offering
+// the best quality get the upper half, ordered by fullness; the others the lower half, ordered by
+// quality alone, so a better-connected GPU set always wins over packing.
+func normalize(raw []int64, max int64) []int64 {
+	var best int64
+	for _, s := range raw {
+		best = maxOf(best, s>>fullnessBits)
+	}
+	out := make([]int64, len(raw))
+	half := max / 2
+	for i, s := range raw {
+		q, full := s>>fullnessBits, s&fullnessMax
+		switch {
+		case s == 0:
+			out[i] = 0
+		case q == best:
+			out[i] = half + (max-half)*full/fullnessMax
+		default:
+			out[i] = (half - 1) * q / best
+		}
+	}
+	return out
+}
+
+func maxOf(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// reservation chooses a reservation for a gang on the current state (pkg/topology Reserve).
+func (c *gpuCache) reservation(g topology.Gang) (*topology.Reservation, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.cluster.Reserve(g, nil)
+}
+
+// podsOnNode returns the GPU pods the cache counts on a node.
+func (c *gpuCache) podsOnNode(node string) []*v1.Pod {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*v1.Pod, 0, len(c.podsOn[node]))
+	for _, p := range c.podsOn[node] {
+		out = append(out, p)
+	}
+	return out
 }
 
 // describe renders an allocation for the pod annotations: "0:GPU-…,3:GPU-…" and NIC names.

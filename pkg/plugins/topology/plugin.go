@@ -9,7 +9,8 @@
 //     not thousands. A gang that cannot be placed under its PodGroup's topologyPolicy is
 //     unschedulable with the planner's reason.
 //   - Filter: a planned pod fits only its planned node; others need enough free GPUs in our cache.
-//   - Score: the interconnect quality of the best GPU set each node can offer.
+//   - Score: the interconnect quality of the best GPU set each node can offer, then how full of
+//     GPUs the node would be (GPU bin-packing among equally good nodes).
 //   - PostFilter, Reserve/Unreserve: take or return the GPUs in the cache; a member that fails
 //     (Filter, Reserve, Permit, Bind) or is deleted drops its gang's plan in that cycle, so a plan
 //     never holds GPUs for members that cannot come.
@@ -66,6 +67,8 @@ type Topology struct {
 
 	binderOnce sync.Once
 	binder     bool // T9kTopology is the profile's first Bind plugin
+
+	res *reservations
 }
 
 var (
@@ -103,10 +106,14 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 	p := &Topology{handle: h, groups: groups, args: *args,
 		resource: v1.ResourceName(args.GPUResource), nicRes: v1.ResourceName(args.NICResource)}
 	p.cache = newGPUCache(args.Levels, p.resource)
+	p.res = newReservations()
 	if err := p.watch(ctx); err != nil {
 		return nil, err
 	}
+	registerMetrics()
+	p.restoreReservations()
 	go p.expirePlansEvery(ctx, args.PlanTTL()/2)
+	go p.tendReservations(ctx)
 	return p, nil
 }
 
@@ -267,7 +274,8 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 		}
 	}
 	policy := p.policyOf(gang.TopologyPolicy)
-	plan, err := p.cache.planGang(c.gang, reqs, policy, p.excluded(pod, nodes))
+	exclude := p.excludeReserved(gang, p.res.get(gang.Key), p.excluded(pod, nodes))
+	plan, err := p.cache.planGang(c.gang, reqs, policy, exclude)
 	if err != nil {
 		var unsched *topology.UnschedulableError
 		if errors.As(err, &unsched) {
@@ -362,7 +370,7 @@ func readCycle(cs fwk.CycleState) *cycle {
 }
 
 // Filter keeps a planned member to its node and every GPU pod to nodes with enough free GPUs.
-func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fwk.NodeInfo) *fwk.Status {
+func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, pod *v1.Pod, ni fwk.NodeInfo) *fwk.Status {
 	c := readCycle(cs)
 	if c == nil || c.gpus == 0 {
 		return nil
@@ -392,6 +400,16 @@ func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fw
 	if !ok || free < c.gpus {
 		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("node has %d free %s with a usable topology, pod needs %d", free, p.resource, c.gpus))
 	}
+	if why := p.blockedByReservation(pod, name, c.gpus, free); why != "" {
+		return fwk.NewStatus(fwk.Unschedulable, why)
+	}
+	if key, ok := groupstate.KeyOf(pod); ok {
+		if own := p.res.get(key); own != nil {
+			if _, in := own.need[name]; !in {
+				return fwk.NewStatus(fwk.Unschedulable, "the pod waits for its reservation on "+own.describeDomain())
+			}
+		}
+	}
 	return nil
 }
 
@@ -400,14 +418,49 @@ func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fw
 // plan in this very cycle, so the GPUs held for the members still to come are free for others at
 // once; the next attempt plans afresh. Configured first among PostFilter plugins, so a preemption
 // plugin cannot end the chain before it. It never makes the pod schedulable itself.
-func (p *Topology) PostFilter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, _ framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
-	if c := readCycle(cs); c != nil && c.gang != "" {
+func (p *Topology) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
+	c := readCycle(cs)
+	if c != nil && c.gang != "" {
 		p.cache.dropPlan(c.gang)
+	}
+	if c != nil && c.gpus > 0 {
+		p.considerReservation(ctx, pod)
 	}
 	return nil, fwk.NewStatus(fwk.Unschedulable)
 }
 
-// Score rates the interconnect of the best GPU set the node can offer.
+// considerReservation gives a gang (or a queue's single pod) that could not be placed a
+// reservation once it has waited long enough (see reserve.go). Plain pods (no queue) never get
+// one: they keep kube-scheduler's behaviour.
+func (p *Topology) considerReservation(ctx context.Context, pod *v1.Pod) {
+	gang, ok := p.groups.Gang(pod)
+	if !ok || p.res.get(gang.Key) != nil || p.handle == nil {
+		return
+	}
+	if _, on := p.reserveAfter(gang); !on {
+		return
+	}
+	members := gang.ToPlace(pod)
+	tg := topology.Gang{Policy: p.policyOf(gang.TopologyPolicy)}
+	for _, m := range members {
+		if g := podGPUs(m.Pod, p.resource); g > 0 {
+			tg.Groups = append(tg.Groups, topology.MemberGroup{Name: m.Pod.Name, Count: 1, GPUs: g})
+		}
+	}
+	if len(tg.Groups) == 0 {
+		return
+	}
+	nodes, err := p.handle.SnapshotSharedLister().NodeInfos().List()
+	if err != nil {
+		return
+	}
+	tg.Exclude = p.excluded(pod, nodes)
+	if r := p.maybeReserve(ctx, gang, tg); r != nil {
+		klog.FromContext(ctx).V(4).Info("Gang holds a reservation", "gang", gang.Key, "reservation", r.String())
+	}
+}
+
+// Score rates the interconnect of the best GPU set the node can offer, and the node's fullness.
 func (p *Topology) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fwk.NodeInfo) (int64, *fwk.Status) {
 	c := readCycle(cs)
 	if c == nil || c.gpus == 0 || c.node != "" {
@@ -419,18 +472,15 @@ func (p *Topology) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, ni fwk
 // ScoreExtensions normalises raw scores to the framework's range.
 func (p *Topology) ScoreExtensions() framework.ScoreExtensions { return p }
 
-// NormalizeScore scales scores to [0, MaxNodeScore] by the best node's.
+// NormalizeScore maps raw scores to [0, MaxNodeScore]: best interconnect first, then the fullest
+// node (bin-packing GPUs, so fewer fragments are left that no pending shape fits).
 func (p *Topology) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores framework.NodeScoreList) *fwk.Status {
-	var best int64
-	for _, s := range scores {
-		if s.Score > best {
-			best = s.Score
-		}
-	}
+	raw := make([]int64, len(scores))
 	for i := range scores {
-		if best > 0 {
-			scores[i].Score = scores[i].Score * framework.MaxNodeScore / best
-		}
+		raw[i] = scores[i].Score
+	}
+	for i, s := range normalize(raw, framework.MaxNodeScore) {
+		scores[i].Score = s
 	}
 	return nil
 }

@@ -181,6 +181,14 @@ const (
 	// bound, so a partial gang holds nothing (the job's controller recreates them).
 	ReasonPartialGangReleased = "PartialGangReleased"
 
+	// PodGroupConditionReserved: True while the gang holds a reservation (status.reservation):
+	// where, and what it waits for.
+	PodGroupConditionReserved = "Reserved"
+	// ReasonReservationHeld / ReasonReservationReleased: the Reserved condition's reasons (and
+	// events when a reservation is made and released).
+	ReasonReservationHeld     = "ReservationHeld"
+	ReasonReservationReleased = "ReservationReleased"
+
 	PodGroupConditionSufficientMember = "SufficientGroupMember"
 	ReasonSufficientMemberPods        = "SufficientMemberPods"
 	ReasonInsufficientMemberPod       = "InsufficientMemberPod"
@@ -205,6 +213,30 @@ type PodGroupStatus struct {
 	Failed int32 `json:"failed,omitempty"`
 	// +optional
 	Unknown int32 `json:"unknown,omitempty"`
+	// Reservation, set by the scheduler, is where a gang that waited too long is being given
+	// GPUs: pods of equal or lower priority stop taking them, so they drain to the gang. Kept here
+	// so that a restarted scheduler keeps it.
+	// +optional
+	Reservation *PodGroupReservation `json:"reservation,omitempty"`
+}
+
+// PodGroupReservation is a gang's claim on GPUs that are still draining.
+type PodGroupReservation struct {
+	// Domain is the topology domain reserved ("block=b1"), empty for the whole cluster.
+	// +optional
+	Domain string `json:"domain,omitempty"`
+	// Nodes are the reserved nodes and how many GPUs the gang takes on each.
+	// +listType=map
+	// +listMapKey=name
+	Nodes []ReservedNode `json:"nodes"`
+	// Since is when the reservation was made.
+	Since metav1.Time `json:"since"`
+}
+
+// ReservedNode is one node of a reservation.
+type ReservedNode struct {
+	Name string `json:"name"`
+	GPUs int32  `json:"gpus"`
 }
 
 // PodGroup is a gang of pods (label scheduler.tensorstack.dev/group-name) scheduled all together

@@ -22,6 +22,11 @@ type T9kTopologyArgs struct {
 	// PlanTTLSeconds bounds how long a gang plan holds GPUs for members that have not come to
 	// claim them.
 	PlanTTLSeconds int64
+	// ReserveAfterSeconds: a gang that could not be placed for this long gets a reservation (0:
+	// never). PodGroups and Queues override it with scheduler.tensorstack.dev/reserve-after-seconds.
+	ReserveAfterSeconds int64
+	// MaxReservationsPerQueue bounds the reservations held at once per queue.
+	MaxReservationsPerQueue int32
 }
 
 // PlanTTL is PlanTTLSeconds as a duration.
@@ -50,6 +55,12 @@ func ValidateT9kTopologyArgs(a *T9kTopologyArgs) error {
 	}
 	if a.PlanTTLSeconds < 1 || a.PlanTTLSeconds > MaxScheduleTimeoutSeconds {
 		return fmt.Errorf("T9kTopology args: planTTLSeconds must be in [1, %d], got %d", MaxScheduleTimeoutSeconds, a.PlanTTLSeconds)
+	}
+	if a.ReserveAfterSeconds < 0 {
+		return fmt.Errorf("T9kTopology args: reserveAfterSeconds must be >= 0 (0 turns reservations off), got %d", a.ReserveAfterSeconds)
+	}
+	if a.MaxReservationsPerQueue < 1 {
+		return fmt.Errorf("T9kTopology args: maxReservationsPerQueue must be >= 1, got %d", a.MaxReservationsPerQueue)
 	}
 	return nil
 }

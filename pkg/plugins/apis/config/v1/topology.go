@@ -26,7 +26,18 @@ type T9kTopologyArgs struct {
 	// PlanTTLSeconds bounds how long a gang plan holds GPUs for members that have not claimed
 	// them. Default 60.
 	PlanTTLSeconds *int64 `json:"planTTLSeconds,omitempty"`
+	// ReserveAfterSeconds: a gang (or a queue's single pod) that could not be placed for this
+	// long gets a reservation: the GPUs of the domain where it fits soonest stop going to pods of
+	// equal or lower priority, so they drain to it. 0 turns reservations off. PodGroups and Queues
+	// override it with the annotation scheduler.tensorstack.dev/reserve-after-seconds. Default 300.
+	ReserveAfterSeconds *int64 `json:"reserveAfterSeconds,omitempty"`
+	// MaxReservationsPerQueue bounds the reservations held at once per queue, so reservations
+	// cannot starve the cluster themselves. Default 1.
+	MaxReservationsPerQueue *int32 `json:"maxReservationsPerQueue,omitempty"`
 }
+
+// DefaultReserveAfterSeconds is how long a gang waits before it gets a reservation by default.
+const DefaultReserveAfterSeconds = 300
 
 // DefaultLevels are the topology levels when none are configured.
 var DefaultLevels = []string{
@@ -50,6 +61,12 @@ func SetDefaults_T9kTopologyArgs(a *T9kTopologyArgs) { //nolint:revive // the sc
 	if a.PlanTTLSeconds == nil {
 		a.PlanTTLSeconds = ptr.To[int64](DefaultScheduleTimeoutSeconds)
 	}
+	if a.ReserveAfterSeconds == nil {
+		a.ReserveAfterSeconds = ptr.To[int64](DefaultReserveAfterSeconds)
+	}
+	if a.MaxReservationsPerQueue == nil {
+		a.MaxReservationsPerQueue = ptr.To[int32](1)
+	}
 }
 
 func init() {
@@ -62,6 +79,7 @@ func init() {
 			SetDefaults_T9kTopologyArgs(&d)
 			out.Levels = append([]string(nil), d.Levels...)
 			out.GPUResource, out.NICResource, out.PlanTTLSeconds = *d.GPUResource, *d.NICResource, *d.PlanTTLSeconds
+			out.ReserveAfterSeconds, out.MaxReservationsPerQueue = *d.ReserveAfterSeconds, *d.MaxReservationsPerQueue
 			return nil
 		}); err != nil {
 			return err
@@ -70,6 +88,7 @@ func init() {
 			in, out := a.(*config.T9kTopologyArgs), b.(*T9kTopologyArgs)
 			out.Levels = append([]string(nil), in.Levels...)
 			out.GPUResource, out.NICResource, out.PlanTTLSeconds = ptr.To(in.GPUResource), ptr.To(in.NICResource), ptr.To(in.PlanTTLSeconds)
+			out.ReserveAfterSeconds, out.MaxReservationsPerQueue = ptr.To(in.ReserveAfterSeconds), ptr.To(in.MaxReservationsPerQueue)
 			return nil
 		})
 	})
@@ -87,6 +106,12 @@ func (a *T9kTopologyArgs) DeepCopyObject() runtime.Object {
 	}
 	if a.PlanTTLSeconds != nil {
 		c.PlanTTLSeconds = ptr.To(*a.PlanTTLSeconds)
+	}
+	if a.ReserveAfterSeconds != nil {
+		c.ReserveAfterSeconds = ptr.To(*a.ReserveAfterSeconds)
+	}
+	if a.MaxReservationsPerQueue != nil {
+		c.MaxReservationsPerQueue = ptr.To(*a.MaxReservationsPerQueue)
 	}
 	return &c
 }
