@@ -39,6 +39,61 @@ $(addprefix $(BIN)/,$(BINARIES)): $(BIN)/%: FORCE
 	@mkdir -p $(BIN)
 	$(GOBUILD) -o $@ ./cmd/$*
 
+## cross: every binary for linux/amd64 and linux/arm64 into _output/bin/<os>_<arch>/ (no engine needed)
+# t9k-scheduler, t9k-controllers and t9k-local are static (CGO_ENABLED=0). The device-agent needs
+# cgo (go-nvml dlopens libnvidia-ml): the other architecture is built with Debian's cross gcc
+# (gcc-aarch64-linux-gnu or gcc-x86-64-linux-gnu), installed with apt-get when run as root.
+CROSS_PLATFORMS ?= linux/amd64 linux/arm64
+HOST_ARCH := $(shell $(GO) env GOARCH)
+CROSS_CC_amd64 := $(if $(filter amd64,$(HOST_ARCH)),gcc,x86_64-linux-gnu-gcc)
+CROSS_CC_arm64 := $(if $(filter arm64,$(HOST_ARCH)),gcc,aarch64-linux-gnu-gcc)
+CROSS_PKG_amd64 := gcc-x86-64-linux-gnu libc6-dev-amd64-cross
+CROSS_PKG_arm64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+.PHONY: cross
+cross:
+	@for p in $(CROSS_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; out=$(CURDIR)/_output/bin/$${os}_$${arch}; mkdir -p $$out; \
+	  for b in t9k-scheduler t9k-controllers t9k-local; do \
+	    echo ">> $$b $$os/$$arch (static)"; \
+	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GOBUILD) -trimpath -o $$out/$$b ./cmd/$$b || exit 1; \
+	  done; \
+	  case $$arch in amd64) cc="$(CROSS_CC_amd64)"; pkgs="$(CROSS_PKG_amd64)";; arm64) cc="$(CROSS_CC_arm64)"; pkgs="$(CROSS_PKG_arm64)";; \
+	    *) echo "cross: no C compiler known for $$arch" >&2; exit 1;; esac; \
+	  if ! command -v $$cc >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo ">> installing $$pkgs (the device-agent's cgo for $$arch)"; \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs || exit 1; \
+	    else \
+	      echo "cross: $$cc not found: the device-agent needs cgo for $$arch; install it: apt-get install $$pkgs" >&2; exit 1; \
+	    fi; \
+	  fi; \
+	  echo ">> device-agent $$os/$$arch (cgo, CC=$$cc)"; \
+	  CGO_ENABLED=1 CC=$$cc GOOS=$$os GOARCH=$$arch $(GOBUILD) -trimpath -o $$out/device-agent ./cmd/device-agent || exit 1; \
+	done
+	@file $(CURDIR)/_output/bin/*/* 2>/dev/null || ls -l $(CURDIR)/_output/bin/*/
+
+## images: container images of the three binaries (build/Dockerfile) with docker, podman, nerdctl
+## or buildah, whichever is installed; REGISTRY, VERSION, PLATFORMS, PUSH=1 (see hack/images.sh)
+VERSION  ?= $(shell cat $(CURDIR)/VERSION)
+REGISTRY ?= docker.io/t9kpublic
+.PHONY: images
+images:
+	REGISTRY=$(REGISTRY) VERSION=$(VERSION) hack/images.sh
+
+## release-manifests: manifests/default as one YAML with the images at REGISTRY and VERSION
+## (_output/t9k-<VERSION>.yaml), for air-gapped installs: `kubectl apply --server-side -f` it
+.PHONY: release-manifests
+release-manifests: $(BIN)/kubectl
+	@rm -rf _output/release && mkdir -p _output/release
+	@{ echo "apiVersion: kustomize.config.k8s.io/v1beta1"; echo "kind: Kustomization"; \
+	  echo "resources: [../../manifests/default]"; echo "images:"; \
+	  for i in t9k-scheduler t9k-controllers t9k-device-agent; do \
+	    echo "  - {name: docker.io/t9kpublic/$$i, newName: $(REGISTRY)/$$i, newTag: $(VERSION)}"; done; } \
+	  > _output/release/kustomization.yaml
+	$(BIN)/kubectl kustomize _output/release > _output/t9k-$(VERSION).yaml
+	@echo ">> _output/t9k-$(VERSION).yaml: $$(grep -c '^kind:' _output/t9k-$(VERSION).yaml) objects, images:"; \
+	  grep -E '^ +image: ' _output/t9k-$(VERSION).yaml | sort -u
+
 ## tools: control plane, kubectl, stock scheduler, kwok, controller-gen (pinned, skipped when up to date)
 .PHONY: tools
 tools: $(addprefix $(BIN)/,$(MODULE_TOOLS)) $(BIN)/kwok $(BIN)/controller-gen

@@ -22,10 +22,7 @@ func main() {
 	var kubeconfig string
 	fs := pflag.CommandLine
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster config when empty.")
-	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; \"0\" disables it.")
-	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; \"0\" disables them.")
-	fs.BoolVar(&opts.LeaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles.")
-	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "t9k-system", "Namespace of the leader-election Lease.")
+	opts.AddFlags(fs)
 	var webhookOpts admission.Options
 	var keeperOpts durationkeeper.Options
 	queueNS := fs.String("queue-namespace", queuestatus.DefaultQueueNamespace, "Namespace where Queues live.")
@@ -68,7 +65,7 @@ func main() {
 		log.Error(err, "setting up the duration keeper")
 		os.Exit(1)
 	}
-	log.Info("starting", "metrics", opts.MetricsAddr, "probes", opts.ProbeAddr, "leaderElect", opts.LeaderElect)
+	log.Info("starting", "metrics", opts.MetricsAddr, "metricsSecure", opts.MetricsSecure, "probes", opts.ProbeAddr, "leaderElect", opts.LeaderElect)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager exited")
 		os.Exit(1)

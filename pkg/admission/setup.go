@@ -6,6 +6,7 @@
 package admission
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
@@ -38,11 +40,15 @@ type Options struct {
 	Port           int
 	// URLHost, when set, makes the apiserver call https://URLHost:Port directly (the local
 	// cluster); otherwise it goes through Service ServiceNamespace/ServiceName:ServicePort.
-	URLHost           string
-	ServiceName       string
-	ServiceNamespace  string
-	ServicePort       int32
-	ConfigName        string
+	URLHost          string
+	ServiceName      string
+	ServiceNamespace string
+	ServicePort      int32
+	ConfigName       string
+	// ManageConfig makes the controllers create the ValidatingWebhookConfiguration and keep all of
+	// it (running without the install manifests). False, the default of the binary: the manifests
+	// ship it (so that uninstalling removes it) and the controllers only write its caBundle.
+	ManageConfig      bool
 	CertSecret        string
 	NamespaceSelector string // label selector of the namespaces checked; "" all (but kube-*)
 	Refresh           time.Duration
@@ -59,7 +65,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ServiceName, "webhook-service-name", "t9k-controllers-webhook", "Service in front of the webhook server.")
 	fs.StringVar(&o.ServiceNamespace, "webhook-service-namespace", "t9k-system", "Namespace of that Service and of the certificate Secret.")
 	fs.Int32Var(&o.ServicePort, "webhook-service-port", 443, "Port of that Service.")
-	fs.StringVar(&o.ConfigName, "webhook-config-name", "t9k-controllers", "Name of the ValidatingWebhookConfiguration the controllers create and keep up to date.")
+	fs.StringVar(&o.ConfigName, "webhook-config-name", DefaultConfigName, "Name of the ValidatingWebhookConfiguration whose caBundle the controllers keep current (the install manifests ship it).")
+	fs.BoolVar(&o.ManageConfig, "webhook-manage-config", false, "Create the ValidatingWebhookConfiguration and keep all of it, not just its caBundle: for running without the install manifests (needs create and update on validatingwebhookconfigurations, which the shipped ClusterRole does not grant).")
 	fs.StringVar(&o.CertSecret, "webhook-cert-secret", "t9k-controllers-webhook-cert", "Secret (in the service namespace) holding the self-made CA and serving certificate, shared by all replicas.")
 	fs.StringVar(&o.NamespaceSelector, "webhook-namespace-selector", "", "Label selector of the namespaces whose workloads are checked, e.g. project.tensorstack.dev=true; empty checks all but kube-system, kube-public and kube-node-lease.")
 	fs.StringSliceVar(&o.TopologyLevels, "topology-levels", append([]string(nil), configv1.DefaultLevels...),
@@ -67,8 +74,14 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Refresh, "webhook-cert-refresh", 10*time.Minute, "How often certificates are checked for renewal and the webhook configuration for drift.")
 }
 
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;create;update
+// DefaultConfigName is the name of the shipped ValidatingWebhookConfiguration. The ClusterRole
+// grants get and patch on this one name only.
+const DefaultConfigName = "t9k-controllers"
+
+// The certificate Secret lives beside the controllers (a Role, not a ClusterRole: no other Secret
+// is read or written by the webhook); the webhook configuration is patched by name.
+// +kubebuilder:rbac:groups="",namespace=t9k-system,resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,resourceNames=t9k-controllers,verbs=get;patch
 // +kubebuilder:rbac:groups=scheduler.tensorstack.dev,resources=queues;podgroups,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
@@ -155,8 +168,10 @@ func (k *keeper) Start(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 		err := k.certs.Ensure(ctx)
-		if err == nil {
+		if err == nil && k.o.ManageConfig {
 			err = EnsureWebhookConfiguration(ctx, k.r, k.w, k.want())
+		} else if err == nil {
+			err = InjectCABundle(ctx, k.r, k.w, k.o.ConfigName, k.certs.CABundle())
 		}
 		if err != nil {
 			log.Error(err, "keeping the admission webhook in place; retrying")
@@ -169,4 +184,30 @@ func (k *keeper) Start(ctx context.Context) error {
 
 func (k *keeper) want() *admissionregv1.ValidatingWebhookConfiguration {
 	return WebhookConfiguration(k.o.ConfigName, k.cc, k.certs.CABundle(), k.nsSel)
+}
+
+// InjectCABundle writes caBundle into every webhook of the ValidatingWebhookConfiguration name
+// (shipped by the install manifests) whose bundle differs, with a merge patch that touches nothing
+// else: `kubectl apply` of the manifests and the controllers then own disjoint fields, and
+// re-applying the manifests neither conflicts nor clears the bundle.
+func InjectCABundle(ctx context.Context, r client.Reader, w client.Writer, name string, caBundle []byte) error {
+	var have admissionregv1.ValidatingWebhookConfiguration
+	if err := r.Get(ctx, types.NamespacedName{Name: name}, &have); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("ValidatingWebhookConfiguration %s not found: it is installed by the manifests (manifests/controllers), or run with --webhook-manage-config", name)
+		}
+		return err
+	}
+	orig := have.DeepCopy()
+	changed := false
+	for i := range have.Webhooks {
+		if !bytes.Equal(have.Webhooks[i].ClientConfig.CABundle, caBundle) {
+			have.Webhooks[i].ClientConfig.CABundle = caBundle
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return w.Patch(ctx, &have, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 }

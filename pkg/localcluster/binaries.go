@@ -53,7 +53,8 @@ func (c *Cluster) StartBinaries(o BinariesOptions) error {
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
 		// The apiserver runs on this machine: it calls the admission webhook on loopback, and the
 		// controllers register it themselves with a CA they make.
-		"--webhook-bind-address=127.0.0.1", "--webhook-url-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", ports[4]))...); err != nil {
+		"--webhook-bind-address=127.0.0.1", "--webhook-url-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", ports[4]),
+		"--webhook-manage-config", "--metrics-secure=false")...); err != nil {
 		return err
 	}
 	if o.DefaultScheduler {

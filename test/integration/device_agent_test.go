@@ -195,7 +195,7 @@ func TestDeviceAgentManifests(t *testing.T) {
 	require.NoError(t, devicev1.AddToScheme(s))
 	admin, err := client.New(cp.Config, client.Options{Scheme: s})
 	require.NoError(t, err)
-	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "t9k-system"}}))
+	require.NoError(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "t9k-device-agent"}}))
 
 	root, err := controlplane.ModuleRoot()
 	require.NoError(t, err)
@@ -227,7 +227,7 @@ func TestDeviceAgentManifests(t *testing.T) {
 	require.NoError(t, admin.Create(ctx, pod))
 
 	cfg := rest.CopyConfig(cp.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:t9k-system:t9k-device-agent"}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:t9k-device-agent:t9k-device-agent"}
 	sa, err := client.New(cfg, client.Options{Scheme: s})
 	require.NoError(t, err)
 

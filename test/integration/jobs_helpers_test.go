@@ -18,7 +18,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
 	"github.com/tensorstack/t9k/pkg/controllers"
@@ -56,13 +55,14 @@ func startJobs(t *testing.T) *jobEnv {
 // (or the test's end) stops it.
 func (e *jobEnv) startControllers() func() {
 	e.t.Helper()
-	mgr, err := ctrl.NewManager(e.cp.Config, ctrl.Options{
-		Scheme:                 controllers.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// Tests start several managers in one process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	// As the binary runs them: the shipped RBAC of its ServiceAccount, the binary's cache and
+	// leader election settings.
+	proxy := startSAProxy(e.t, e.cp, saControllers)
+	mo := controllers.ManagerOptions(controllers.Options{MetricsAddr: "0", ProbeAddr: "0",
+		LeaderElect: true, LeaderElectionNamespace: "t9k-system"})
+	// Tests start several managers in one process.
+	mo.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
+	mgr, err := ctrl.NewManager(proxy.Config(e.cp.Config), mo)
 	require.NoError(e.t, err)
 	require.NoError(e.t, workloads.SetupWithManager(mgr))
 	ctx, cancel := context.WithCancel(e.ctx)

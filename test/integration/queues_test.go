@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
@@ -27,7 +28,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/tensorstack/t9k/pkg/admission"
 	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
@@ -77,26 +77,29 @@ func startEnv(t *testing.T, o envOptions) *queueEnv {
 	require.NoError(t, err)
 	e := &queueEnv{t: t, ctx: ctx, cp: cp, c: c, kubeconfig: filepath.Join(t.TempDir(), "kubeconfig")}
 	require.NoError(t, cp.WriteKubeconfig(e.kubeconfig))
+	// The controllers run as their ServiceAccount with the shipped RBAC.
+	proxy := startSAProxy(t, cp, saControllers)
 	e.namespace("t9k-system", nil)
 	if o.before != nil {
 		o.before(c)
 	}
+	port, err := localcluster.FreePort()
+	require.NoError(t, err)
+	// The shipped webhook configuration, calling this process on loopback instead of the Service;
+	// the controllers write its caBundle.
+	applyObjects(t, c, []*unstructured.Unstructured{webhookAtURL(t, fmt.Sprintf("127.0.0.1:%d", port))})
 
 	ctrl.SetLogger(klog.NewKlogr())
-	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
-		Scheme:                 controllers.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// Every test starts the same controllers in this one process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	require.NoError(t, err)
-	port, err := localcluster.FreePort()
+	mo := controllers.ManagerOptions(controllers.Options{MetricsAddr: "0", ProbeAddr: "0",
+		LeaderElect: true, LeaderElectionNamespace: "t9k-system"})
+	// Every test starts the same controllers in this one process.
+	mo.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
+	mgr, err := ctrl.NewManager(proxy.Config(cp.Config), mo)
 	require.NoError(t, err)
 	require.NoError(t, queuestatus.Setup(mgr, "t9k-system"))
 	require.NoError(t, admission.Setup(mgr, admission.Options{Enabled: true, QueueNamespace: "t9k-system",
 		BindAddress: "127.0.0.1", Port: port, URLHost: "127.0.0.1", ServiceName: "t9k-controllers-webhook",
-		ServiceNamespace: "t9k-system", ConfigName: "t9k-controllers", CertSecret: "t9k-controllers-webhook-cert",
+		ServiceNamespace: "t9k-system", ConfigName: admission.DefaultConfigName, CertSecret: "t9k-controllers-webhook-cert",
 		Refresh: time.Minute, TopologyLevels: configv1.DefaultLevels}))
 	if o.jobs {
 		require.NoError(t, workloads.SetupWithManager(mgr))

@@ -20,13 +20,15 @@ import (
 	"github.com/tensorstack/t9k/pkg/scheduler"
 )
 
-// startScheduler runs t9k-scheduler's code in this process with the shipped default profile. The
-// returned function stops it (as a restart would); otherwise it stops when the test ends.
+// startScheduler runs t9k-scheduler's code in this process with the shipped default profile, as
+// ServiceAccount t9k-system/t9k-scheduler holding only the shipped RBAC (a request it refuses fails
+// the test). The returned function stops it (as a restart would); otherwise it stops when the test
+// ends. Leader election is off here (kube-scheduler exits the process when its elector stops);
+// TestInstallRunsAsServiceAccounts runs the binary with it.
 func startScheduler(t *testing.T, cp *controlplane.ControlPlane) (stop func()) {
 	t.Helper()
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	require.NoError(t, cp.WriteKubeconfig(kubeconfig))
+	kubeconfig := startSAProxy(t, cp, saScheduler).Kubeconfig
 	root, err := controlplane.ModuleRoot()
 	require.NoError(t, err)
 	cfg := filepath.Join(dir, "scheduler.yaml")
