@@ -90,9 +90,9 @@ func (h *harness) watchPodGroups(ctx context.Context, ns, gang string) (*podGrou
 	return w, nil
 }
 
-// String is the log's summary, "" for none.
+// String is the log's summary, "" when the run had no PodGroup.
 func (p *PodGroupWrites) String() string {
-	if p == nil {
+	if p == nil || p.Groups == 0 {
 		return ""
 	}
 	return fmt.Sprintf("; %d PodGroup updates over %.1f gang-minutes (%d groups): %.1f per gang-minute", p.Updates, p.GangMinutes, p.Groups, p.PerGangMinute)
