@@ -84,11 +84,13 @@ var apiGroups = []func(*runtime.Scheme) error{
 }
 
 // What the manager itself needs, beyond what the controllers' own markers ask:
-// - its leader-election Lease (in the namespace it runs in; leases are not watched);
+// - its leader-election Lease, by name (create cannot be limited to a name; leases are not
+//   watched);
 // - TokenReviews and SubjectAccessReviews for the authorized /metrics endpoint;
 // - update on the jobs' finalizers: the owner references it sets block the owner's deletion,
 //   which clusters with OwnerReferencesPermissionEnforcement only allow to who may update them.
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=t9k-system,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=t9k-system,resources=leases,verbs=create
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=t9k-system,resources=leases,resourceNames=t9k-controllers.tensorstack.dev,verbs=get;update
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=batch.tensorstack.dev,resources=genericjobs/finalizers;pytorchtrainingjobs/finalizers;tensorflowtrainingjobs/finalizers;xgboosttrainingjobs/finalizers;mpijobs/finalizers;colossalaijobs/finalizers;deepspeedjobs/finalizers;beamjobs/finalizers,verbs=update

@@ -208,11 +208,14 @@ func (p *saProxy) Config(base *rest.Config) *rest.Config {
 	return &rest.Config{Host: p.URL, QPS: base.QPS, Burst: base.Burst}
 }
 
-// Forbidden returns the refusals recorded so far.
-func (p *saProxy) Forbidden() []string {
+// take returns the refusals recorded so far and forgets them (a test that provokes one on
+// purpose).
+func (p *saProxy) take() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.forbidden...)
+	out := p.forbidden
+	p.forbidden = nil
+	return out
 }
 
 type recordForbidden struct {
