@@ -98,26 +98,9 @@ func (c *Cluster) Plan(g Gang) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	L := len(c.levels)
-	var tryLevels []int
-	reqLevel := -1
-	switch g.Policy.Mode {
-	case PolicyNone:
-		tryLevels = []int{L}
-	case PolicyPreferred:
-		for l := 0; l <= L; l++ {
-			tryLevels = append(tryLevels, l)
-		}
-	case PolicyRequired:
-		reqLevel = c.LevelIndex(g.Policy.Level)
-		if reqLevel < 0 {
-			return nil, fmt.Errorf("unknown topology level %q (levels: %s)", g.Policy.Level, strings.Join(c.levels, ", "))
-		}
-		for l := 0; l <= reqLevel; l++ {
-			tryLevels = append(tryLevels, l)
-		}
-	default:
-		return nil, fmt.Errorf("unknown policy mode %d", g.Policy.Mode)
+	tryLevels, reqLevel, err := c.levelsFor(g.Policy)
+	if err != nil {
+		return nil, err
 	}
 	var cands []*domain
 	var packFail string
@@ -145,6 +128,32 @@ func (c *Cluster) Plan(g Gang) (*Plan, error) {
 		}
 	}
 	return nil, &UnschedulableError{Reason: c.failReason(g, need, reqLevel, packFail)}
+}
+
+// levelsFor lists the levels whose domains a gang of this policy may use, innermost first (the
+// whole cluster is level len(levels)), and the Required level's index (-1 for other modes).
+func (c *Cluster) levelsFor(p Policy) (levels []int, reqLevel int, err error) {
+	L := len(c.levels)
+	reqLevel = -1
+	switch p.Mode {
+	case PolicyNone:
+		levels = []int{L}
+	case PolicyPreferred:
+		for l := 0; l <= L; l++ {
+			levels = append(levels, l)
+		}
+	case PolicyRequired:
+		reqLevel = c.LevelIndex(p.Level)
+		if reqLevel < 0 {
+			return nil, -1, fmt.Errorf("unknown topology level %q (levels: %s)", p.Level, strings.Join(c.levels, ", "))
+		}
+		for l := 0; l <= reqLevel; l++ {
+			levels = append(levels, l)
+		}
+	default:
+		return nil, -1, fmt.Errorf("unknown policy mode %d", p.Mode)
+	}
+	return levels, reqLevel, nil
 }
 
 // Apply allocates every placement of a plan, all or nothing.

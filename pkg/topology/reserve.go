@@ -3,7 +3,6 @@ package topology
 import (
 	"fmt"
 	"sort"
-	"strings"
 )
 
 // Reservation is where a gang that cannot be placed now will wait for GPUs to drain: the nodes of
@@ -52,25 +51,9 @@ func (c *Cluster) Reserve(g Gang, pinned func(node string) int) (*Reservation, e
 		return nil, fmt.Errorf("gang asks for no GPUs: nothing to reserve")
 	}
 	sort.Sort(sort.Reverse(sort.IntSlice(sizes)))
-	L := len(c.levels)
-	var levels []int
-	switch g.Policy.Mode {
-	case PolicyNone:
-		levels = []int{L}
-	case PolicyPreferred:
-		for l := 0; l <= L; l++ {
-			levels = append(levels, l)
-		}
-	case PolicyRequired:
-		req := c.LevelIndex(g.Policy.Level)
-		if req < 0 {
-			return nil, fmt.Errorf("unknown topology level %q (levels: %s)", g.Policy.Level, strings.Join(c.levels, ", "))
-		}
-		for l := 0; l <= req; l++ {
-			levels = append(levels, l)
-		}
-	default:
-		return nil, fmt.Errorf("unknown policy mode %d", g.Policy.Mode)
+	levels, _, err := c.levelsFor(g.Policy)
+	if err != nil {
+		return nil, err
 	}
 	total := 0
 	for _, s := range sizes {

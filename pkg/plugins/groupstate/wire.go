@@ -8,6 +8,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -93,18 +94,7 @@ func For(ctx context.Context, h framework.Handle) (*State, error) {
 		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[GroupKey]()),
 	}
 	go s.runStatusWriter(ctx)
-	go func() {
-		t := time.NewTicker(heldSweep)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.ReleaseHeld()
-			}
-		}
-	}()
+	go wait.UntilWithContext(ctx, func(context.Context) { s.ReleaseHeld() }, heldSweep)
 	unregister := registerMetrics(s)
 
 	states[h] = s

@@ -37,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -124,18 +125,11 @@ func (p *Topology) expirePlansEvery(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			for _, key := range p.cache.expirePlans(p.args.PlanTTL()) {
-				klog.FromContext(ctx).V(4).Info("dropped an unclaimed gang plan", "gang", key)
-			}
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		for _, key := range p.cache.expirePlans(p.args.PlanTTL()) {
+			klog.FromContext(ctx).V(4).Info("dropped an unclaimed gang plan", "gang", key)
 		}
-	}
+	}, every)
 }
 
 // Name returns the plugin name.

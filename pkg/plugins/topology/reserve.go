@@ -11,6 +11,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
 	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
@@ -372,37 +373,32 @@ func (p *Topology) excludeReserved(g *groupstate.Gang, own *reservation, base fu
 // tendReservations runs every second: drops reservations whose gang is gone or placed, keeps their
 // Reserved condition current, and counts GPU-seconds left idle by draining.
 func (p *Topology) tendReservations(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			// This scheduler stops (the gauge outlives it in this process): its reservations
-			// live on in PodGroup status for the next one.
-			reservationsActive.Add(-float64(len(p.res.all())))
-			return
-		case <-t.C:
+	wait.UntilWithContext(ctx, p.tendReservationsOnce, time.Second)
+	// This scheduler stops (the gauge outlives it in this process): its reservations live on in
+	// PodGroup status for the next one.
+	reservationsActive.Add(-float64(len(p.res.all())))
+}
+
+func (p *Topology) tendReservationsOnce(context.Context) {
+	for _, r := range p.res.all() {
+		g := p.groups.GangByKey(r.key)
+		switch {
+		case !r.key.Pod && g.PodGroup == nil, len(g.Members) == 0:
+			p.release(r.key, "the gang is gone")
+			continue
+		case g.ShortOfQuorum() == "" && !g.Waiting():
+			reservedGangWait.Observe(time.Since(r.created).Seconds())
+			p.release(r.key, "the gang is placed")
+			continue
 		}
-		for _, r := range p.res.all() {
-			g := p.groups.GangByKey(r.key)
-			switch {
-			case !r.key.Pod && g.PodGroup == nil, len(g.Members) == 0:
-				p.release(r.key, "the gang is gone")
-				continue
-			case g.ShortOfQuorum() == "" && !g.Waiting():
-				reservedGangWait.Observe(time.Since(r.created).Seconds())
-				p.release(r.key, "the gang is placed")
-				continue
+		idle := 0
+		for n, want := range r.need {
+			if free, ok := p.cache.freeOn(n); ok {
+				idle += min(free, want)
 			}
-			idle := 0
-			for n, want := range r.need {
-				if free, ok := p.cache.freeOn(n); ok {
-					idle += min(free, want)
-				}
-			}
-			reservationIdleGPUSeconds.Add(float64(idle))
-			p.groups.SetCondition(r.key, schedv1beta1.PodGroupConditionReserved, metav1.ConditionTrue, schedv1beta1.ReasonReservationHeld, p.waitingFor(r))
 		}
+		reservationIdleGPUSeconds.Add(float64(idle))
+		p.groups.SetCondition(r.key, schedv1beta1.PodGroupConditionReserved, metav1.ConditionTrue, schedv1beta1.ReasonReservationHeld, p.waitingFor(r))
 	}
 }
 
