@@ -3,6 +3,7 @@ package workloads
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -125,6 +126,9 @@ func (r *JobReconciler) apply(ctx context.Context, job Job, obj client.Object) e
 	} else if err != nil {
 		return err
 	}
+	if err := checkOwner(job, have, kindOf(obj)); err != nil {
+		return err
+	}
 	switch want := obj.(type) {
 	case *schedv1.PodGroup:
 		have := have.(*schedv1.PodGroup)
@@ -140,4 +144,57 @@ func (r *JobReconciler) apply(ctx context.Context, job Job, obj client.Object) e
 		}
 	}
 	return nil
+}
+
+// NameConflictError: a child the job needs exists and belongs to something else, typically a job
+// of another kind with the same name in the namespace (their children's names would be the same).
+// Nothing of the other's is touched; the job reports it (ReplicaFailure=True, NameConflict).
+type NameConflictError struct {
+	Kind, Name string
+	// Holder is "<Kind> <name>" of the object's controller, or "" for an object nobody controls.
+	Holder string
+	Job    string
+}
+
+func (e *NameConflictError) Error() string {
+	holder := "is not this job's"
+	if e.Holder != "" {
+		holder = "belongs to " + e.Holder
+	}
+	return fmt.Sprintf("%s %s already exists and %s: %s cannot use that name; jobs of different kinds in one namespace need different names",
+		e.Kind, e.Name, holder, e.Job)
+}
+
+// checkOwner returns a NameConflictError when have is not controlled by the job.
+func checkOwner(job Job, have client.Object, kind string) error {
+	owner := job.Object()
+	ref := metav1.GetControllerOf(have)
+	if ref != nil && ref.UID == owner.GetUID() {
+		return nil
+	}
+	e := &NameConflictError{Kind: kind, Name: have.GetName(), Job: job.GVK().Kind + " " + owner.GetName()}
+	if ref != nil {
+		e.Holder = ref.Kind + " " + ref.Name
+	}
+	return e
+}
+
+// kindOf names an object's kind for messages.
+func kindOf(obj client.Object) string {
+	switch obj.(type) {
+	case *corev1.Pod:
+		return "pod"
+	case *corev1.Service:
+		return "service"
+	case *corev1.ConfigMap:
+		return "configmap"
+	case *corev1.Secret:
+		return "secret"
+	case *schedv1.PodGroup:
+		return "podgroup"
+	}
+	if k := obj.GetObjectKind().GroupVersionKind().Kind; k != "" {
+		return strings.ToLower(k)
+	}
+	return "object"
 }

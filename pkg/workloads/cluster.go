@@ -83,6 +83,25 @@ func (c *Cluster) Rank(replicaType string, index int) int {
 	return r + index
 }
 
+// RankFrom numbers replicas with type first's first (the master: rank 0), then the others in the
+// order they are listed.
+func (c *Cluster) RankFrom(first, replicaType string, index int) int {
+	if replicaType == first {
+		return index
+	}
+	r := c.Count(first)
+	for _, g := range c.Replicas {
+		if g.Type == first {
+			continue
+		}
+		if g.Type == replicaType {
+			return r + index
+		}
+		r += int(g.Count)
+	}
+	return r + index
+}
+
 // dnsLabel returns s when it is a valid DNS-1035 label, else a shortened, hashed form of it, so
 // that long job names still give valid Service names and hostnames.
 func dnsLabel(s string) string {

@@ -115,8 +115,53 @@ func colossalaiCommand(hosts []string, procs int32, torchArgs, program []string)
 	if len(hosts) > 0 {
 		cmd = append(cmd, "--master_addr", hosts[0])
 	}
-	cmd = append(cmd, torchArgs...)
+	direct, extra := splitTorchArgs(torchArgs)
+	cmd = append(cmd, direct...)
+	if len(extra) > 0 {
+		cmd = append(cmd, "--extra_launch_args", strings.Join(extra, ","))
+	}
 	return append(cmd, program...)
+}
+
+// colossalaiRunOptions are the options "colossalai run" itself takes (and passes on to torchrun as
+// it needs); every other torchrun option must go through its --extra_launch_args.
+var colossalaiRunOptions = map[string]bool{
+	"master_port": true, "master_addr": true, "nproc_per_node": true, "num_nodes": true,
+	"host": true, "hostfile": true, "include": true, "exclude": true, "ssh-port": true,
+}
+
+// splitTorchArgs sorts torchArgs (["--master_port=29501", "--max_restarts=3", "--rdzv_backend",
+// "c10d", "--standalone"]) into the options colossalai run takes itself, as written, and the
+// entries of its --extra_launch_args ("max_restarts=3", "rdzv_backend=c10d", "standalone"),
+// which it hands to torchrun as --k=v and --flag: colossalai run takes any other word before the
+// script for the script itself.
+func splitTorchArgs(args []string) (direct, extra []string) {
+	for i := 0; i < len(args); i++ {
+		word := args[i]
+		name, value, hasValue := strings.Cut(strings.TrimLeft(word, "-"), "=")
+		if name == "" {
+			continue
+		}
+		takesNext := !hasValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-")
+		if colossalaiRunOptions[name] {
+			direct = append(direct, word)
+			if takesNext {
+				direct = append(direct, args[i+1])
+				i++
+			}
+			continue
+		}
+		if takesNext {
+			value, hasValue = args[i+1], true
+			i++
+		}
+		if hasValue {
+			extra = append(extra, name+"="+value)
+		} else {
+			extra = append(extra, name)
+		}
+	}
+	return direct, extra
 }
 
 func (j colossalaiJob) Outcome(c *Cluster, v *View) Outcome { return decidedBy(c, v, "launcher", 0) }

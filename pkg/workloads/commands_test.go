@@ -86,6 +86,15 @@ func TestMPIRunAndColossalAICommands(t *testing.T) {
 	}
 }
 
+func TestColossalAITorchArgs(t *testing.T) {
+	got := colossalaiCommand([]string{"w0.j"}, 1, []string{"--master_port", "29501", "--max_restarts=3", "--rdzv_backend", "c10d", "--standalone"}, []string{"train.py"})
+	want := []string{"colossalai", "run", "--nproc_per_node", "1", "--host", "w0.j", "--master_addr", "w0.j",
+		"--master_port", "29501", "--extra_launch_args", "max_restarts=3,rdzv_backend=c10d,standalone", "train.py"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("colossalai: %q", got)
+	}
+}
+
 func TestMPIProcessRecovery(t *testing.T) {
 	j := mpiJob{MPIJob: &batch.MPIJob{Spec: batch.MPIJobSpec{Worker: &batch.MPIWorker{
 		ProcessesPerWorker: ptr.To[int32](4), ExtraMPIArgs: []string{"-N", "1"},

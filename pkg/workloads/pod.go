@@ -206,13 +206,23 @@ func pauseEnabled(job Job) bool {
 	return rm != nil && rm.Pause != nil && rm.Pause.Enabled
 }
 
-// gpuCount is the number of GPUs a container asks for (nvidia.com/gpu and the like, in limits).
+// gpuCount is the number of GPUs a container asks for, in limits, whatever the device plugin calls
+// them: <vendor>/gpu and /dcu, shared GPUs (nvidia.com/gpu.shared, <vendor>/gpu.<variant>) and MIG
+// slices (nvidia.com/mig-<profile>), one process each.
 func gpuCount(c *corev1.Container) int64 {
 	var n int64
 	for name, q := range c.Resources.Limits {
-		if strings.HasSuffix(string(name), "/gpu") || strings.HasSuffix(string(name), "/dcu") {
+		if isGPUResource(string(name)) {
 			n += q.Value()
 		}
 	}
 	return n
+}
+
+func isGPUResource(name string) bool {
+	_, r, ok := strings.Cut(name, "/")
+	if !ok {
+		return false
+	}
+	return r == "gpu" || r == "dcu" || strings.HasPrefix(r, "gpu.") || strings.HasPrefix(r, "gpu-") || strings.HasPrefix(r, "mig-")
 }

@@ -75,7 +75,7 @@ func (j pytorchJob) MutatePod(c *Cluster, pod *corev1.Pod, g *Replicas, index in
 	}
 	tr := j.Spec.TorchrunConfig
 	if !tr.IsEnabled() {
-		vars = append(vars, env("WORLD_SIZE", strconv.Itoa(c.WorldSize())), env("RANK", strconv.Itoa(c.Rank(g.Type, index))))
+		vars = append(vars, env("WORLD_SIZE", strconv.Itoa(c.WorldSize())), env("RANK", strconv.Itoa(c.RankFrom(m, g.Type, index))))
 		addEnv(pod, vars...)
 		return nil
 	}

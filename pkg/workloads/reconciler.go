@@ -2,6 +2,7 @@ package workloads
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -138,8 +139,12 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		return ctrl.Result{RequeueAfter: again}, r.writeStatus(ctx, job, orig)
 	}
 
-	if err := r.ensureChildren(ctx, job, c); err != nil {
-		return ctrl.Result{}, err
+	// A child someone else holds (a job of another kind with this name) is reported on the status
+	// like a pod the apiserver refuses, and nothing more is created.
+	var conflict *NameConflictError
+	childErr := r.ensureChildren(ctx, job, c)
+	if childErr != nil && !errors.As(childErr, &conflict) {
+		return ctrl.Result{}, childErr
 	}
 	for _, p := range extra { // replicas the spec no longer has (elastic scale-down)
 		if err := r.deletePod(ctx, job, p, "ScaledDown"); err != nil {
@@ -171,7 +176,11 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 	// is reported in this very status (ReplicaFailure=True, FailedCreatePod) rather than hidden
 	// behind "All pods are running normally".
 	var createErr error
-	if !out.Done && !paused {
+	switch {
+	case out.Done || paused:
+	case childErr != nil:
+		createErr = childErr
+	default:
 		createErr = r.createMissing(ctx, job, c, v)
 	}
 	transitions := updateStatus(st, c, v, counts, out, paused, now, createErr)
@@ -296,7 +305,12 @@ func (r *JobReconciler) createPod(ctx context.Context, job Job, c *Cluster, s *S
 	}
 	if err := r.Client.Create(ctx, pod); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			return nil // made by an earlier reconcile we have not observed yet
+			// Made by an earlier reconcile we have not observed yet, or someone else's.
+			have := &corev1.Pod{}
+			if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(pod), have); err != nil {
+				return client.IgnoreNotFound(err)
+			}
+			return checkOwner(job, have, "pod")
 		}
 		r.Recorder.Eventf(job.Object(), corev1.EventTypeWarning, ReasonFailedCreatePod, "Error creating pod %s: %v", s.Name, err)
 		return fmt.Errorf("creating pod %s: %w", s.Name, err)

@@ -1,6 +1,7 @@
 package workloads
 
 import (
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,6 +28,9 @@ const (
 	// ResourceQuota, Pod Security, a template the webhook could not know was wrong).
 	ReasonFailedCreatePod = "FailedCreatePod"
 	ReasonPodsNotCreated  = "PodsNotCreated"
+	// ReasonNameConflict: a child the job needs (pod, Service, PodGroup, ConfigMap, Secret)
+	// exists and belongs to something else, typically a job of another kind with the same name.
+	ReasonNameConflict = "NameConflict"
 )
 
 // replicaPhase is a pod's phase as the job reports it: Pending before scheduling is Creating.
@@ -219,7 +223,12 @@ func updateStatus(st *batch.JobStatus, c *Cluster, v *View, counts restartCounts
 	case s != nil:
 		cs.set(batch.JobConditionReplicaFailure, corev1.ConditionTrue, ReasonErrorInPod, podErrorMessage(s))
 	case createErr != nil:
-		cs.set(batch.JobConditionReplicaFailure, corev1.ConditionTrue, ReasonFailedCreatePod, createErr.Error())
+		reason := ReasonFailedCreatePod
+		var conflict *NameConflictError
+		if errors.As(createErr, &conflict) {
+			reason = ReasonNameConflict
+		}
+		cs.set(batch.JobConditionReplicaFailure, corev1.ConditionTrue, reason, createErr.Error())
 	case out.Done || paused:
 		// Pods are gone on purpose; keep what the condition last said.
 		if cs.get(batch.JobConditionReplicaFailure) == nil {

@@ -80,14 +80,17 @@ func TestJobXGBoost(t *testing.T) {
 // without restarts.
 func TestJobColossalAI(t *testing.T) {
 	e := startJobs(t)
-	for _, tc := range []struct{ file, name string }{
-		{"colossalai-example.yaml", "colossalai-example"},
-		{"colossal-palm.yaml", "colossal-palm"},
+	for _, tc := range []struct {
+		file, name string
+		workers    int
+	}{
+		{"colossalai-example.yaml", "colossalai-example", 2},
+		{"colossal-palm.yaml", "colossal-palm", 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			job := e.apply(tc.file, nil)
 			pods := e.pods(tc.name)
-			e.eventually("workers", func() bool { pods = e.pods(tc.name); return len(pods) >= 2 })
+			e.eventually("workers", func() bool { pods = e.pods(tc.name); return len(pods) == tc.workers })
 			for _, p := range pods {
 				require.Equal(t, []string{"/usr/sbin/sshd", "-D"}, container(&p, "worker").Command)
 				require.Contains(t, mountPaths(container(&p, "worker")), "/root/.ssh")

@@ -85,8 +85,12 @@ func TestJobGenericJob(t *testing.T) {
 	requireCondition(t, st, batch.JobConditionFailed, corev1.ConditionFalse, workloads.ReasonSucceeded, workloads.MessageSucceeded)
 	requireCondition(t, st, batch.JobConditionRunning, corev1.ConditionFalse, workloads.ReasonSucceeded, workloads.MessageSucceeded)
 	require.NotNil(t, st.CompletionTime)
-	// cleanUpPolicy defaults to None: every pod stays.
-	require.Len(t, e.pods(name), 4)
+	// cleanUpPolicy defaults to None: every pod that ran stays (the running ones stopped); worker-1's
+	// replacement, never scheduled, is deleted rather than started now.
+	e.waitPods(name, workers[0], workers[2], workers[3])
+	for _, w := range workers[2:] {
+		require.NotNil(t, e.pod(w).Spec.ActiveDeadlineSeconds, "%s stopped", w)
+	}
 }
 
 // TestJobGenericJobFailureRule: generic-example fails by its rule {"worker": [1]}

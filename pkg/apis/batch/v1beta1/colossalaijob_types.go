@@ -68,7 +68,9 @@ type TorchConfig struct {
 	// Script is the training program and its arguments.
 	// +optional
 	Script []string `json:"script,omitempty"`
-	// ExtraArgs are further torchrun arguments.
+	// ExtraArgs are further torchrun arguments ("--max_restarts=3", or "--rdzv_backend" "c10d"). Those
+	// colossalai run takes itself (--master_port, --num_nodes, ...) are given to it; the others reach
+	// torchrun through colossalai run's --extra_launch_args.
 	// +optional
 	ExtraArgs []string `json:"extraArgs,omitempty"`
 }
@@ -99,7 +101,9 @@ type ColossalAIWorker struct {
 	// Command is the training program and its arguments.
 	// +optional
 	Command []string `json:"command,omitempty"`
-	// TorchArgs are further torchrun arguments.
+	// TorchArgs are further torchrun arguments ("--max_restarts=3", or "--rdzv_backend" "c10d"). Those
+	// colossalai run takes itself (--master_port, --num_nodes, ...) are given to it; the others reach
+	// torchrun through colossalai run's --extra_launch_args.
 	// +optional
 	TorchArgs []string `json:"torchArgs,omitempty"`
 	// Template is the worker pod template (schema left open; see ReplicaSpec.Template).

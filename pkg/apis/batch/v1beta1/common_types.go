@@ -50,7 +50,9 @@ type RestartPolicy struct {
 	// +kubebuilder:default=OnFailure
 	// +optional
 	Policy RestartPolicyType `json:"policy,omitempty"`
-	// Limit caps the restarts of each replica; 0 means none.
+	// Limit caps the restarts of this replica type, summed over its replicas (what
+	// status.tasks[].restartCount counts, as backoffLimit caps the sum over the whole job); 0
+	// means no restart.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:default=0
 	// +optional
