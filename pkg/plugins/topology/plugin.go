@@ -428,10 +428,7 @@ func (p *Topology) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Po
 // one: they keep kube-scheduler's behaviour.
 func (p *Topology) considerReservation(ctx context.Context, pod *v1.Pod) {
 	gang, ok := p.groups.Gang(pod)
-	if !ok || p.res.get(gang.Key) != nil || p.handle == nil {
-		return
-	}
-	if _, on := p.reserveAfter(gang); !on {
+	if !ok || p.res.get(gang.Key) != nil || p.handle == nil || !p.dueReservation(gang) {
 		return
 	}
 	members := gang.ToPlace(pod)

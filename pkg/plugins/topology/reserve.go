@@ -164,17 +164,23 @@ func (p *Topology) reserveAfter(g *groupstate.Gang) (time.Duration, bool) {
 	return time.Duration(secs) * time.Second, secs > 0
 }
 
+// dueReservation says whether the gang has waited past its threshold and its queue may hold one
+// more reservation (cheap: checked before anything is computed for it).
+func (p *Topology) dueReservation(g *groupstate.Gang) bool {
+	after, on := p.reserveAfter(g)
+	if !on || g.Created.IsZero() || time.Since(g.Created) < after {
+		return false
+	}
+	return p.res.inQueue(g.Queue) < int(p.args.MaxReservationsPerQueue)
+}
+
 // maybeReserve makes a reservation for a gang that could not be planned, if it has waited long
 // enough and its queue has room for one more. It returns the gang's reservation, if any.
 func (p *Topology) maybeReserve(ctx context.Context, g *groupstate.Gang, tg topology.Gang) *reservation {
 	if r := p.res.get(g.Key); r != nil {
 		return r
 	}
-	after, on := p.reserveAfter(g)
-	if !on || g.Created.IsZero() || time.Since(g.Created) < after {
-		return nil
-	}
-	if p.res.inQueue(g.Queue) >= int(p.args.MaxReservationsPerQueue) {
+	if !p.dueReservation(g) {
 		return nil
 	}
 	plan, err := p.cache.reservation(tg)
@@ -390,6 +396,10 @@ func (p *Topology) tendReservationsOnce(context.Context) {
 			reservedGangWait.Observe(time.Since(r.created).Seconds())
 			p.release(r.key, "the gang is placed")
 			continue
+		case p.nodeGone(r):
+			// It can never be satisfied there; the gang's next failure reserves afresh.
+			p.release(r.key, "a reserved node is gone")
+			continue
 		}
 		idle := 0
 		for n, want := range r.need {
@@ -400,6 +410,19 @@ func (p *Topology) tendReservationsOnce(context.Context) {
 		reservationIdleGPUSeconds.Add(float64(idle))
 		p.groups.SetCondition(r.key, schedv1beta1.PodGroupConditionReserved, metav1.ConditionTrue, schedv1beta1.ReasonReservationHeld, p.waitingFor(r))
 	}
+}
+
+// nodeGone says whether a node of the reservation left the cluster (once the cache knows nodes).
+func (p *Topology) nodeGone(r *reservation) bool {
+	if p.cache.numNodes() == 0 {
+		return false // not synced yet (a restarted scheduler)
+	}
+	for n := range r.need {
+		if _, ok := p.cache.freeOn(n); !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // restoreReservations rebuilds the reservations kept in PodGroup status (a restarted scheduler).
