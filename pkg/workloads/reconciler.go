@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
+	schedv1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
 
 // JobReconciler runs one job kind. It is a function of observed state: pods are listed from the
@@ -184,6 +186,7 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		createErr = r.createMissing(ctx, job, c, v)
 	}
 	transitions := updateStatus(st, c, v, counts, out, paused, now, createErr)
+	scheduled := r.mirrorPodGroup(ctx, job, st, now)
 	if rp.ActiveDeadlineSeconds != nil && requeue == 0 && !out.Done {
 		requeue = time.Duration(*rp.ActiveDeadlineSeconds) * time.Second
 	}
@@ -192,6 +195,13 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		return ctrl.Result{}, err
 	}
 	r.emit(job, transitions)
+	if scheduled != nil {
+		typ, reason := corev1.EventTypeWarning, scheduled.Reason
+		if scheduled.Status == corev1.ConditionTrue {
+			typ, reason = corev1.EventTypeNormal, "Scheduled"
+		}
+		r.Recorder.Event(job.Object(), typ, reason, scheduled.Message)
+	}
 	if createErr != nil {
 		return ctrl.Result{}, createErr
 	}
@@ -221,6 +231,37 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		}
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// mirrorPodGroup copies the GroupScheduled condition of the job's PodGroup into the job's
+// Scheduled condition, so that the job says why it waits ("needs 72 GPUs (9 pods x 8) in one
+// spine; best spine spine-0 has 64 free") where its user looks: kubectl get (column SCHEDULING),
+// its conditions and its events. It returns the condition when it changed (for an event).
+func (r *JobReconciler) mirrorPodGroup(ctx context.Context, job Job, st *batch.JobStatus, now metav1.Time) *Transition {
+	if s := job.Common().Scheduler; s == nil || s.T9kScheduler == nil {
+		return nil
+	}
+	obj := job.Object()
+	var pg schedv1.PodGroup
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: obj.GetNamespace(), Name: obj.GetName()}, &pg); err != nil {
+		return nil
+	}
+	if ref := metav1.GetControllerOf(&pg); ref == nil || ref.UID != obj.GetUID() {
+		return nil
+	}
+	c := meta.FindStatusCondition(pg.Status.Conditions, schedv1.PodGroupConditionScheduled)
+	if c == nil {
+		return nil
+	}
+	status := corev1.ConditionStatus(c.Status)
+	for _, have := range st.Conditions {
+		if have.Type == batch.JobConditionScheduled && have.Status == status && have.Reason == c.Reason && have.Message == c.Message {
+			return nil
+		}
+	}
+	cs := &conditionSetter{st: st, now: now}
+	cs.set(batch.JobConditionScheduled, status, c.Reason, c.Message)
+	return &Transition{Type: batch.JobConditionScheduled, Status: status, Reason: c.Reason, Message: c.Message}
 }
 
 // clusterOf applies elastic scaling to the kind's replica groups.

@@ -356,6 +356,11 @@ const (
 	JobConditionCompleted JobConditionType = "Completed"
 	JobConditionFailed    JobConditionType = "Failed"
 	JobConditionPaused    JobConditionType = "Paused"
+	// JobConditionScheduled mirrors the GroupScheduled condition of the job's PodGroup (jobs with
+	// spec.scheduler.t9kScheduler): status, reason and message as the scheduler wrote them, e.g.
+	// False, TopologyUnsatisfiable, "needs 72 GPUs (9 pods x 8) in one spine; best spine spine-0
+	// has 64 free". `kubectl get` shows its message (column SCHEDULING).
+	JobConditionScheduled JobConditionType = "Scheduled"
 	// BeamJob's conditions.
 	JobConditionClusterRunning JobConditionType = "ClusterRunning"
 	JobConditionJobRunning     JobConditionType = "JobRunning"
