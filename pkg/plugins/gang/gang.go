@@ -270,7 +270,9 @@ func (g *Gang) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ str
 	if !inGroup {
 		return
 	}
-	g.state.WakeShortOf(groupstate.PodRequests(pod)) // the room it held is free again
+	// The room it held is free again: the scheduler treats a pod forgotten in its binding cycle
+	// as an assigned pod deleted, so the queueing hints of the gangs short of it fire; and a
+	// rejected waiting sibling's binding cycle does the same for its own room.
 	g.rejectWaiting(key, fmt.Sprintf("member %s was released", pod.Name))
 	if before.ShortOfQuorum() == "" {
 		// The quorum was placed, so Permit let the gang go: this member failed at PreBind or

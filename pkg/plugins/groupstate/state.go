@@ -466,27 +466,6 @@ func (s *State) SetShort(key GroupKey, short []v1.ResourceName) {
 	}
 }
 
-// WakeShortOf activates the pending members of gangs whose last fit lacked one of the resources
-// freed holds. Reservations this scheduler releases (a gang's Permit timing out) free room with no
-// cluster event, so no queueing hint would ever fire for it: a targeted Activate of exactly the
-// gangs that room can help is the way they learn.
-func (s *State) WakeShortOf(freed Res) {
-	s.mu.Lock()
-	defer s.unlockAndActivate()
-	s.pendingLocked(func(k GroupKey) bool {
-		g := s.groups[k]
-		if g == nil {
-			return false
-		}
-		for _, r := range g.short {
-			if freed[r] > 0 {
-				return true
-			}
-		}
-		return false
-	})
-}
-
 // hasQuotaLocked says whether the queue limits anything.
 func (s *State) hasQuotaLocked(queue string) bool {
 	q := s.queues[nsName{s.queueNS, queue}]
