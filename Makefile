@@ -40,8 +40,9 @@ $(addprefix $(BIN)/,$(BINARIES)): $(BIN)/%: FORCE
 	$(GOBUILD) -o $@ ./cmd/$*
 
 ## cross: every binary for linux/amd64 and linux/arm64 into _output/bin/<os>_<arch>/ (no engine needed)
-# t9k-scheduler, t9k-controllers and t9k-local are static (CGO_ENABLED=0). The device-agent needs
-# cgo (go-nvml dlopens libnvidia-ml): the other architecture is built with Debian's cross gcc
+# t9k-scheduler and t9k-controllers are static (CGO_ENABLED=0). The device-agent (and t9k-local,
+# which embeds its machine fixtures) need cgo (go-nvml dlopens libnvidia-ml): the other
+# architecture is built with Debian's cross gcc
 # (gcc-aarch64-linux-gnu or gcc-x86-64-linux-gnu), installed with apt-get when run as root.
 CROSS_PLATFORMS ?= linux/amd64 linux/arm64
 HOST_ARCH := $(shell $(GO) env GOARCH)
@@ -53,7 +54,7 @@ CROSS_PKG_arm64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 cross:
 	@for p in $(CROSS_PLATFORMS); do \
 	  os=$${p%/*}; arch=$${p#*/}; out=$(CURDIR)/_output/bin/$${os}_$${arch}; mkdir -p $$out; \
-	  for b in t9k-scheduler t9k-controllers t9k-local; do \
+	  for b in t9k-scheduler t9k-controllers; do \
 	    echo ">> $$b $$os/$$arch (static)"; \
 	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GOBUILD) -trimpath -o $$out/$$b ./cmd/$$b || exit 1; \
 	  done; \
@@ -67,8 +68,10 @@ cross:
 	      echo "cross: $$cc not found: the device-agent needs cgo for $$arch; install it: apt-get install $$pkgs" >&2; exit 1; \
 	    fi; \
 	  fi; \
-	  echo ">> device-agent $$os/$$arch (cgo, CC=$$cc)"; \
-	  CGO_ENABLED=1 CC=$$cc GOOS=$$os GOARCH=$$arch $(GOBUILD) -trimpath -o $$out/device-agent ./cmd/device-agent || exit 1; \
+	  for b in device-agent t9k-local; do \
+	    echo ">> $$b $$os/$$arch (cgo, CC=$$cc)"; \
+	    CGO_ENABLED=1 CC=$$cc GOOS=$$os GOARCH=$$arch $(GOBUILD) -trimpath -o $$out/$$b ./cmd/$$b || exit 1; \
+	  done; \
 	done
 	@file $(CURDIR)/_output/bin/*/* 2>/dev/null || ls -l $(CURDIR)/_output/bin/*/
 
