@@ -381,7 +381,10 @@ func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, pod *v1.Pod, ni 
 		p.cache.reap(name, p.alive)
 		free, ok = p.cache.freeOn(name)
 	}
-	if ok && free < c.gpus {
+	// Only when the node's snapshot shows more GPUs free than the cache (a dry run removed
+	// victims, or the cache lags) is the slower per-pod count worth it: a node simply full (most
+	// nodes under GPU packing) is answered from the cache alone.
+	if ok && free < c.gpus && p.lagging(ni, free) {
 		// A preemption dry run (DefaultPreemption for plain pods) removes its victims from its
 		// copy of the node, not from this cache: count their GPUs as free too. Reserve picks the
 		// real GPUs from the cache, once the victims are gone.
