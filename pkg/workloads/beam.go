@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"sort"
 	"strings"
 	"time"
 
@@ -12,12 +14,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	batch "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
+	schedv1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
 
 // FlinkClusterGVK is the Flink operator's cluster kind, which BeamJob creates without importing
@@ -42,10 +46,37 @@ func (j beamJob) Object() client.Object                                 { return
 func (j beamJob) GVK() schema.GroupVersionKind                          { return batch.GroupVersion.WithKind("BeamJob") }
 func (j beamJob) Common() *batch.CommonJobSpec                          { return &j.Spec.CommonJobSpec }
 func (j beamJob) Status() *batch.JobStatus                              { return &j.BeamJob.Status.JobStatus }
-func (j beamJob) Replicas() []Replicas                                  { return nil }
 func (j beamJob) OwnedTypes() []client.Object                           { return []client.Object{&batchv1.Job{}} }
 func (j beamJob) MutatePod(*Cluster, *corev1.Pod, *Replicas, int) error { return nil }
 func (j beamJob) Outcome(*Cluster, *View) Outcome                       { return Outcome{} }
+
+// BeamJob's replica types: the Flink cluster's job and task managers (pods the Flink operator
+// makes from the FlinkCluster) and the submit Job's pods. They label the pods
+// (batch.tensorstack.dev/replica-type, and scheduler.tensorstack.dev/role with the t9k scheduler)
+// and name the entries of status.tasks.
+const (
+	BeamJobManager  = "jobmanager"
+	BeamTaskManager = "taskmanager"
+	BeamSubmitter   = "submitter"
+)
+
+// Replicas is the submit Job's pods: those the job's PodGroup counts (minMember is the Job's
+// parallelism, at most its completions) and admission charges to the queue. The Flink cluster's
+// pods are not counted: the Flink operator creates them, and its FlinkCluster API has no field
+// for their schedulerName (batchSchedulerName accepts only Volcano), so the t9k scheduler never
+// sees them; counting them would leave the gang short for ever.
+func (j beamJob) Replicas() []Replicas {
+	spec := j.Spec.JobTemplate.Spec
+	n := deref32(spec.Parallelism, 1)
+	if c := deref32(spec.Completions, n); c < n {
+		n = c
+	}
+	main := ""
+	if cs := spec.Template.Spec.Containers; len(cs) > 0 {
+		main = cs[0].Name
+	}
+	return []Replicas{{Type: BeamSubmitter, Count: n, MainContainer: main}}
+}
 
 func (j beamJob) clusterName() string { return j.Name + "-flinkcluster" }
 func (j beamJob) submitName() string  { return j.Name + "-batchjob" }
@@ -66,17 +97,36 @@ func (j beamJob) Reconcile(r *JobReconciler, env *ReconcileEnv) error {
 	}
 	cs := &conditionSetter{st: &st.JobStatus, now: now}
 	finished := st.Phase == batch.JobSucceeded || st.Phase == batch.JobFailed
+	pods, err := r.beamPods(ctx, j)
+	if err != nil {
+		return err
+	}
+	j.observe(pods, orig)
+	if !finished {
+		if err := r.ensurePodGroup(ctx, j, clusterOf(j)); err != nil {
+			return err
+		}
+	}
+	scheduled := r.mirrorPodGroup(ctx, j, &st.JobStatus, now)
 	write := func() error {
 		if err := r.writeBeamStatus(ctx, j, orig); err != nil {
 			return err
 		}
 		r.emit(j, cs.changed)
+		r.emitScheduled(j, scheduled)
 		return nil
+	}
+	// resume: the job was paused and no longer is; its cluster and submit Job come back.
+	resume := func() {
+		if p := cs.get(batch.JobConditionPaused); p != nil && p.Status == corev1.ConditionTrue {
+			cs.set(batch.JobConditionPaused, corev1.ConditionFalse, ReasonResumed, MessageResumed)
+			st.Phase = batch.JobResuming
+		}
 	}
 
 	fc := &unstructured.Unstructured{}
 	fc.SetGroupVersionKind(FlinkClusterGVK)
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: j.Namespace, Name: j.clusterName()}, fc)
+	err = r.Client.Get(ctx, client.ObjectKey{Namespace: j.Namespace, Name: j.clusterName()}, fc)
 	switch {
 	case meta.IsNoMatchError(err) || isNoKind(err):
 		cs.set(batch.JobConditionClusterRunning, corev1.ConditionFalse, ReasonFlinkCRDMissing,
@@ -85,8 +135,12 @@ func (j beamJob) Reconcile(r *JobReconciler, env *ReconcileEnv) error {
 		return write()
 	case apierrors.IsNotFound(err):
 		if finished {
-			return nil // cleaned up
+			return write() // cleaned up
 		}
+		if pauseEnabled(j) {
+			return j.pause(r, env, cs, nil, write)
+		}
+		resume()
 		if err := r.apply(ctx, j, j.flinkCluster()); err != nil {
 			return fmt.Errorf("flink cluster: %w", err)
 		}
@@ -98,11 +152,24 @@ func (j beamJob) Reconcile(r *JobReconciler, env *ReconcileEnv) error {
 	}
 
 	state, _, _ := unstructured.NestedString(fc.Object, "status", "state")
+	st.JobURL = j.jobURL(fc)
 	if finished {
-		if j.Spec.RunPolicy != nil && j.Spec.RunPolicy.CleanUpCluster {
-			return client.IgnoreNotFound(r.Client.Delete(ctx, fc))
+		if j.Spec.RunPolicy != nil && j.Spec.RunPolicy.CleanUpCluster && fc.GetDeletionTimestamp() == nil {
+			if err := client.IgnoreNotFound(r.Client.Delete(ctx, fc)); err != nil {
+				return err
+			}
 		}
-		return nil
+		return write()
+	}
+	if pauseEnabled(j) {
+		return j.pause(r, env, cs, fc, write)
+	}
+	resume()
+	if fc.GetDeletionTimestamp() != nil {
+		// The cluster of before a pause is still going away; a new one follows.
+		cs.set(batch.JobConditionClusterRunning, corev1.ConditionFalse, ReasonClusterStarting, "The previous Flink cluster is being deleted.")
+		env.Result = ctrl.Result{RequeueAfter: 5 * time.Second}
+		return write()
 	}
 	if state != "Running" {
 		cs.set(batch.JobConditionClusterRunning, corev1.ConditionFalse, ReasonClusterStarting,
@@ -114,6 +181,10 @@ func (j beamJob) Reconcile(r *JobReconciler, env *ReconcileEnv) error {
 
 	submit := &batchv1.Job{}
 	err = r.Client.Get(ctx, client.ObjectKey{Namespace: j.Namespace, Name: j.submitName()}, submit)
+	if err == nil && submit.DeletionTimestamp != nil {
+		env.Result = ctrl.Result{RequeueAfter: 5 * time.Second} // the submit Job of before a pause
+		return write()
+	}
 	if apierrors.IsNotFound(err) {
 		if err := r.apply(ctx, j, j.submitJob()); err != nil {
 			return fmt.Errorf("submit job: %w", err)
@@ -138,10 +209,44 @@ func (j beamJob) Reconcile(r *JobReconciler, env *ReconcileEnv) error {
 	default:
 		st.Phase = batch.JobRunning
 		cs.set(batch.JobConditionJobRunning, corev1.ConditionTrue, ReasonJobRunning, "The pipeline is being submitted and run.")
+		// The Flink operator's pods are not watched: look at them (tasks, flinkClusterStatus) again.
+		env.Result = ctrl.Result{RequeueAfter: 10 * time.Second}
 	}
 	if (st.Phase == batch.JobSucceeded || st.Phase == batch.JobFailed) && st.CompletionTime == nil {
 		st.CompletionTime = &now
 		env.Result = ctrl.Result{Requeue: true} // clean up next
+	}
+	return write()
+}
+
+// pause stops a BeamJob as the other kinds are stopped (runMode.pause.enabled, which the Duration
+// Keeper also sets): its pods are deleted, here by deleting the submit Job (its pods with it) and
+// the Flink cluster (the operator's pods with it). Resuming creates both again: the pipeline
+// starts over, as a resumed replica of the other kinds does.
+func (j beamJob) pause(r *JobReconciler, env *ReconcileEnv, cs *conditionSetter, fc *unstructured.Unstructured, write func() error) error {
+	ctx := env.Ctx
+	submit := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: j.submitName()}}
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(submit), submit); err == nil {
+		if checkOwner(j, submit, "job") == nil && submit.DeletionTimestamp == nil {
+			if err := r.Client.Delete(ctx, submit, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+	if fc != nil && fc.GetDeletionTimestamp() == nil && checkOwner(j, fc, "flinkcluster") == nil {
+		if err := client.IgnoreNotFound(r.Client.Delete(ctx, fc)); err != nil {
+			return err
+		}
+	}
+	st := &j.BeamJob.Status
+	st.Phase = batch.JobPaused
+	st.SubmitJobStatus = nil
+	cs.set(batch.JobConditionPaused, corev1.ConditionTrue, ReasonPaused, MessagePaused)
+	cs.set(batch.JobConditionClusterRunning, corev1.ConditionFalse, ReasonPaused, MessagePaused)
+	if cs.get(batch.JobConditionJobRunning) != nil {
+		cs.set(batch.JobConditionJobRunning, corev1.ConditionFalse, ReasonPaused, MessagePaused)
 	}
 	return write()
 }
@@ -175,12 +280,38 @@ func jobPhase(j *batchv1.Job) string {
 	return "Pending"
 }
 
-// flinkCluster is the FlinkCluster from the job's template.
+// podLabels are the labels of the job's pods of one replica type: the owner labels the
+// controller finds them by, the replica type, and with the t9k scheduler the PodGroup, queue and
+// role labels.
+func (j beamJob) podLabels(replicaType string) map[string]string {
+	l := ownerLabels(j.GVK().Kind, j.Name)
+	l[LabelReplicaType] = replicaType
+	maps.Copy(l, schedulerLabels(j, j.Name, replicaType))
+	return l
+}
+
+// flinkCluster is the FlinkCluster from the job's template; the job and task managers' pods get
+// the job's pod labels (spec.jobManager.podLabels, spec.taskManager.podLabels, the user's kept).
 func (j beamJob) flinkCluster() *unstructured.Unstructured {
 	fc := &unstructured.Unstructured{Object: map[string]any{}}
 	spec := map[string]any{}
 	if len(j.Spec.FlinkClusterTemplate.Spec.Raw) > 0 {
 		_ = json.Unmarshal(j.Spec.FlinkClusterTemplate.Spec.Raw, &spec) // the CRD's schema made it an object
+	}
+	for field, typ := range map[string]string{"jobManager": BeamJobManager, "taskManager": BeamTaskManager} {
+		m, _ := spec[field].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+			spec[field] = m
+		}
+		labels, _ := m["podLabels"].(map[string]any)
+		if labels == nil {
+			labels = map[string]any{}
+			m["podLabels"] = labels
+		}
+		for k, v := range j.podLabels(typ) {
+			labels[k] = v
+		}
 	}
 	fc.Object["spec"] = spec
 	fc.SetGroupVersionKind(FlinkClusterGVK)
@@ -191,7 +322,9 @@ func (j beamJob) flinkCluster() *unstructured.Unstructured {
 }
 
 // submitJob is the batch Job from jobTemplate, pointed at the cluster: FLINK_MASTER in its env
-// and, unless the user gave them, Beam's --runner=FlinkRunner and --flink_master arguments.
+// and, unless the user gave them, Beam's --runner=FlinkRunner and --flink_master arguments. Its
+// pods carry the job's pod labels and, with the t9k scheduler, its schedulerName; in debug mode
+// their main container runs the debug command (runMode.debug, replica type submitter) instead.
 func (j beamJob) submitJob() *batchv1.Job {
 	t := j.Spec.JobTemplate.DeepCopy()
 	job := &batchv1.Job{ObjectMeta: t.ObjectMeta, Spec: t.Spec}
@@ -209,8 +342,88 @@ func (j beamJob) submitJob() *batchv1.Job {
 			c.Args = append(c.Args, "--flink_master="+j.flinkMaster())
 		}
 	}
+	g := j.Replicas()[0]
+	nameContainers(pod, g.MainContainer)
+	applyRunMode(j, pod, &g)
+	if schedulerLabels(j, j.Name, BeamSubmitter) != nil {
+		pod.Spec.SchedulerName = schedv1.SchedulerName
+	}
+	if job.Spec.Template.Labels == nil {
+		job.Spec.Template.Labels = map[string]string{}
+	}
+	maps.Copy(job.Spec.Template.Labels, j.podLabels(BeamSubmitter))
 	job.Spec.Template.Spec = pod.Spec
 	return job
+}
+
+// jobURL is the pipeline's page on the platform's Flink dashboard: the job's own page once the
+// FlinkCluster reports a Flink job ID (status.components.job.id), else the cluster's overview
+// (a session cluster, which BeamJob creates, reports none).
+func (j beamJob) jobURL(fc *unstructured.Unstructured) string {
+	base := fmt.Sprintf("/t9k/flink-cluster/%s/namespace/%s/#/", j.clusterName(), j.Namespace)
+	if id, _, _ := unstructured.NestedString(fc.Object, "status", "components", "job", "id"); id != "" {
+		return base + "job/" + id + "/overview/"
+	}
+	return base + "overview/"
+}
+
+// beamPods lists the job's pods by their labels: the Flink operator's (owned by its StatefulSets)
+// and the submit Job's (owned by the Job).
+func (r *JobReconciler) beamPods(ctx context.Context, j beamJob) ([]*corev1.Pod, error) {
+	var list corev1.PodList
+	if err := r.Reader.List(ctx, &list, client.InNamespace(j.Namespace),
+		client.MatchingLabels{LabelOwnerName: j.Name, LabelOwnerKind: j.GVK().Kind}); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	out := make([]*corev1.Pod, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, &list.Items[i])
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out, nil
+}
+
+// observe sets tasks, aggregate and flinkClusterStatus from the job's pods. A replica listed
+// before whose pod is gone stays, with phase Deleted.
+func (j beamJob) observe(pods []*corev1.Pod, prev *batch.BeamJobStatus) {
+	st := &j.BeamJob.Status
+	seen := map[string]bool{}
+	byType := map[string][]batch.ReplicaStatus{}
+	for _, p := range pods {
+		typ := p.Labels[LabelReplicaType]
+		if typ != BeamJobManager && typ != BeamTaskManager && typ != BeamSubmitter {
+			continue
+		}
+		seen[p.Name] = true
+		byType[typ] = append(byType[typ], batch.ReplicaStatus{
+			Name: p.Name, UID: p.UID, Phase: replicaPhase(p), Containers: containerStatuses(p)})
+	}
+	for _, t := range prev.Tasks {
+		for _, r := range t.Replicas {
+			if !seen[r.Name] && r.UID != "" {
+				byType[string(t.Type)] = append(byType[string(t.Type)],
+					batch.ReplicaStatus{Name: r.Name, UID: r.UID, Phase: batch.ReplicaDeleted})
+			}
+		}
+	}
+	st.Tasks = nil
+	for _, typ := range []string{BeamJobManager, BeamTaskManager, BeamSubmitter} {
+		rs := byType[typ]
+		sort.Slice(rs, func(a, b int) bool { return rs[a].Name < rs[b].Name })
+		st.Tasks = append(st.Tasks, batch.TaskStatus{Type: batch.ReplicaType(typ), Replicas: rs})
+	}
+	st.Aggregate = aggregate(st.Tasks)
+	dependents := func(typ string) []batch.DependentPhase {
+		var out []batch.DependentPhase
+		for _, r := range byType[typ] {
+			out = append(out, batch.DependentPhase{Phase: string(r.Phase), Reference: batch.DependentReference{Name: r.Name, UID: r.UID}})
+		}
+		return out
+	}
+	st.FlinkClusterStatus = nil
+	if jm, tm := dependents(BeamJobManager), dependents(BeamTaskManager); jm != nil || tm != nil {
+		st.FlinkClusterStatus = &batch.FlinkClusterStatus{JobManagerStatus: jm, TaskManagerStatus: tm}
+	}
 }
 
 func (r *JobReconciler) writeBeamStatus(ctx context.Context, j beamJob, orig *batch.BeamJobStatus) error {

@@ -19,12 +19,8 @@ import (
 // ensureChildren creates the job's PodGroup (with the t9k scheduler), its headless Service and
 // the kind's own objects.
 func (r *JobReconciler) ensureChildren(ctx context.Context, job Job, c *Cluster) error {
-	if pg, err := podGroupFor(job, c); err != nil {
-		r.Recorder.Eventf(job.Object(), corev1.EventTypeWarning, "InvalidTopologyPolicy", "%v", err)
-	} else if pg != nil {
-		if err := r.apply(ctx, job, pg); err != nil {
-			return fmt.Errorf("pod group: %w", err)
-		}
+	if err := r.ensurePodGroup(ctx, job, c); err != nil {
+		return err
 	}
 	if err := r.apply(ctx, job, headlessService(c)); err != nil {
 		return fmt.Errorf("service: %w", err)
@@ -39,6 +35,22 @@ func (r *JobReconciler) ensureChildren(ctx context.Context, job Job, c *Cluster)
 				return fmt.Errorf("%T %s: %w", obj, obj.GetName(), err)
 			}
 		}
+	}
+	return nil
+}
+
+// ensurePodGroup creates or updates the job's PodGroup when the job uses the t9k scheduler.
+func (r *JobReconciler) ensurePodGroup(ctx context.Context, job Job, c *Cluster) error {
+	pg, err := podGroupFor(job, c)
+	if err != nil {
+		r.Recorder.Eventf(job.Object(), corev1.EventTypeWarning, "InvalidTopologyPolicy", "%v", err)
+		return nil
+	}
+	if pg == nil {
+		return nil
+	}
+	if err := r.apply(ctx, job, pg); err != nil {
+		return fmt.Errorf("pod group: %w", err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package workloads
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -51,17 +52,30 @@ func buildPod(job Job, c *Cluster, g *Replicas, index int) (*corev1.Pod, error) 
 	pod.Spec.Subdomain = c.Service
 	nameContainers(pod, g.MainContainer)
 
-	if s := job.Common().Scheduler; s != nil && s.T9kScheduler != nil {
+	if l := schedulerLabels(job, c.Name, g.Type); l != nil {
 		pod.Spec.SchedulerName = schedv1.SchedulerName
-		pod.Labels[schedv1.LabelGroupName] = c.Name
-		pod.Labels[schedv1.LabelQueue] = queueOf(s.T9kScheduler)
-		pod.Labels[schedv1.LabelRole] = g.Type
+		maps.Copy(pod.Labels, l)
 	}
 	if err := job.MutatePod(c, pod, g, index); err != nil {
 		return nil, err
 	}
 	applyRunMode(job, pod, g)
 	return pod, nil
+}
+
+// schedulerLabels put a pod of one role (replica type) into the job's PodGroup (named group) and
+// queue; nil when the job does not use the t9k scheduler. A pod carrying them must also have
+// spec.schedulerName t9k-scheduler.
+func schedulerLabels(job Job, group, role string) map[string]string {
+	s := job.Common().Scheduler
+	if s == nil || s.T9kScheduler == nil {
+		return nil
+	}
+	return map[string]string{
+		schedv1.LabelGroupName: group,
+		schedv1.LabelQueue:     queueOf(s.T9kScheduler),
+		schedv1.LabelRole:      role,
+	}
 }
 
 func queueOf(s *batch.T9kScheduler) string {

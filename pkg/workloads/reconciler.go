@@ -195,13 +195,7 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		return ctrl.Result{}, err
 	}
 	r.emit(job, transitions)
-	if scheduled != nil {
-		typ, reason := corev1.EventTypeWarning, scheduled.Reason
-		if scheduled.Status == corev1.ConditionTrue {
-			typ, reason = corev1.EventTypeNormal, "Scheduled"
-		}
-		r.Recorder.Event(job.Object(), typ, reason, scheduled.Message)
-	}
+	r.emitScheduled(job, scheduled)
 	if createErr != nil {
 		return ctrl.Result{}, createErr
 	}
@@ -231,6 +225,19 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		}
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// emitScheduled records an event for a change of the Scheduled condition (nil: none): Warning
+// with the PodGroup's reason while it cannot be placed, Normal once it is.
+func (r *JobReconciler) emitScheduled(job Job, t *Transition) {
+	if t == nil {
+		return
+	}
+	typ, reason := corev1.EventTypeWarning, t.Reason
+	if t.Status == corev1.ConditionTrue {
+		typ, reason = corev1.EventTypeNormal, "Scheduled"
+	}
+	r.Recorder.Event(job.Object(), typ, reason, t.Message)
 }
 
 // mirrorPodGroup copies the GroupScheduled condition of the job's PodGroup into the job's

@@ -69,12 +69,22 @@ type BeamRunPolicy struct {
 	CleanUpCluster bool `json:"cleanUpCluster,omitempty"`
 }
 
-// BeamJobStatus adds the Flink cluster's and the submit Job's state.
+// BeamJobStatus adds the Flink cluster's and the submit Job's state. Its tasks (and aggregate)
+// list the pods of three replica types, found by the labels the controller gives them: the Flink
+// cluster's jobmanager and taskmanager pods and the submit Job's submitter pods. The submitter is
+// also the replica type of runMode.debug.replicaSpecs and pause.resumeSpecs: debug mode replaces
+// the submit container's program only; pause deletes the submit Job and the Flink cluster (their
+// pods with them) and resuming creates both again. With spec.scheduler the PodGroup counts the
+// submitter pods, which the t9k scheduler places; the Flink operator's API has no schedulerName
+// for its pods, which carry the PodGroup and queue labels but go to the default scheduler.
 type BeamJobStatus struct {
 	JobStatus `json:",inline"`
-	// JobURL is the Flink dashboard path of the pipeline.
+	// JobURL is the platform's Flink dashboard path of the pipeline:
+	// /t9k/flink-cluster/<cluster>/namespace/<namespace>/#/job/<flink job id>/overview/ once the
+	// FlinkCluster reports the Flink job's ID, else the cluster's #/overview/.
 	// +optional
 	JobURL string `json:"jobURL,omitempty"`
+	// FlinkClusterStatus lists the job manager and task manager pods with their phases.
 	// +optional
 	FlinkClusterStatus *FlinkClusterStatus `json:"flinkClusterStatus,omitempty"`
 	// SubmitJobStatus is the state of the submit Job(s).
