@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -148,6 +149,13 @@ func (r *JobReconciler) apply(ctx context.Context, job Job, obj client.Object) e
 			have.Spec = want.Spec
 			return r.Client.Update(ctx, have)
 		}
+	case *appsv1.Deployment:
+		// tensorboardSpec.suspend scales the TensorBoard to zero and back.
+		have := have.(*appsv1.Deployment)
+		if !equality.Semantic.DeepEqual(have.Spec.Replicas, want.Spec.Replicas) {
+			have.Spec.Replicas = want.Spec.Replicas
+			return r.Client.Update(ctx, have)
+		}
 	case *corev1.ConfigMap:
 		have := have.(*corev1.ConfigMap)
 		if !equality.Semantic.DeepEqual(have.Data, want.Data) {
@@ -204,6 +212,8 @@ func kindOf(obj client.Object) string {
 		return "secret"
 	case *schedv1.PodGroup:
 		return "podgroup"
+	case *appsv1.Deployment:
+		return "deployment"
 	}
 	if k := obj.GetObjectKind().GroupVersionKind().Kind; k != "" {
 		return strings.ToLower(k)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -27,9 +28,16 @@ func (j pytorchJob) Object() client.Object { return j.PyTorchTrainingJob }
 func (j pytorchJob) GVK() schema.GroupVersionKind {
 	return batch.GroupVersion.WithKind("PyTorchTrainingJob")
 }
-func (j pytorchJob) Common() *batch.CommonJobSpec  { return &j.Spec.CommonJobSpec }
-func (j pytorchJob) Status() *batch.JobStatus      { return &j.PyTorchTrainingJob.Status.JobStatus }
-func (j pytorchJob) RunPolicy() RunPolicy          { return trainingRunPolicy(j.Spec.RunPolicy) }
+func (j pytorchJob) Common() *batch.CommonJobSpec { return &j.Spec.CommonJobSpec }
+func (j pytorchJob) Status() *batch.JobStatus     { return &j.PyTorchTrainingJob.Status.JobStatus }
+func (j pytorchJob) RunPolicy() RunPolicy         { return trainingRunPolicy(j.Spec.RunPolicy) }
+
+// TensorBoard is spec.tensorboardSpec: a TensorBoard beside the job (see JobWithTensorBoard).
+func (j pytorchJob) TensorBoard() *batch.TensorBoardSpec { return j.Spec.TensorboardSpec }
+func (j pytorchJob) TensorBoardStatus() **batch.DependentStatus {
+	return &j.PyTorchTrainingJob.Status.Tensorboard
+}
+func (j pytorchJob) OwnedTypes() []client.Object   { return []client.Object{&appsv1.Deployment{}} }
 func (j pytorchJob) Elastic() *batch.ElasticConfig { return j.Spec.Elastic }
 
 // ElasticType is the one replica type, or worker (node) beside a master.

@@ -94,7 +94,7 @@ func (r *JobReconciler) reportUndecodable(ctx context.Context, job Job, t *batch
 		st.Phase = batch.JobPending
 	}
 	log.FromContext(ctx).Info("job has an undecodable template; skipped", "path", t.Path, "err", t.DecodeError())
-	if err := r.writeStatus(ctx, job, orig); err != nil {
+	if err := r.writeStatus(ctx, job, orig, false); err != nil {
 		return err
 	}
 	r.emit(job, cs.changed)
@@ -130,6 +130,12 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 	counts := countsFrom(st)
 	now := r.now()
 
+	// The TensorBoard outlives the job's pods: its logs are still worth reading once it finished.
+	tbChanged, err := r.reconcileTensorBoard(ctx, job)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
 	if st.Phase == batch.JobSucceeded || st.Phase == batch.JobFailed {
 		// Finished: only clean up and keep tasks/aggregate current.
 		again, err := r.cleanUp(ctx, job, v, rp, false)
@@ -138,7 +144,7 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		}
 		st.Tasks = buildTasks(c, v, orig, counts)
 		st.Aggregate = aggregate(st.Tasks)
-		return ctrl.Result{RequeueAfter: again}, r.writeStatus(ctx, job, orig)
+		return ctrl.Result{RequeueAfter: again}, r.writeStatus(ctx, job, orig, tbChanged)
 	}
 
 	// A child someone else holds (a job of another kind with this name) is reported on the status
@@ -191,7 +197,7 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		requeue = time.Duration(*rp.ActiveDeadlineSeconds) * time.Second
 	}
 	// Status first: a restart's count must be durable before the pod it counts disappears.
-	if err := r.writeStatus(ctx, job, orig); err != nil {
+	if err := r.writeStatus(ctx, job, orig, tbChanged); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.emit(job, transitions)
@@ -480,8 +486,10 @@ func (r *JobReconciler) stopPod(ctx context.Context, job Job, pod *corev1.Pod) (
 	return grace + time.Second, nil
 }
 
-func (r *JobReconciler) writeStatus(ctx context.Context, job Job, orig *batch.JobStatus) error {
-	if equality.Semantic.DeepEqual(orig, job.Status()) {
+// writeStatus updates the job's status when its shared block differs from orig or when more
+// (status.tensorboard) changed.
+func (r *JobReconciler) writeStatus(ctx context.Context, job Job, orig *batch.JobStatus, more bool) error {
+	if !more && equality.Semantic.DeepEqual(orig, job.Status()) {
 		return nil
 	}
 	return r.Client.Status().Update(ctx, job.Object())

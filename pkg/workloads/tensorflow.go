@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -28,6 +29,13 @@ func (j tensorflowJob) GVK() schema.GroupVersionKind {
 func (j tensorflowJob) Common() *batch.CommonJobSpec { return &j.Spec.CommonJobSpec }
 func (j tensorflowJob) Status() *batch.JobStatus     { return &j.TensorFlowTrainingJob.Status.JobStatus }
 func (j tensorflowJob) RunPolicy() RunPolicy         { return trainingRunPolicy(j.Spec.RunPolicy) }
+
+// TensorBoard is spec.tensorboardSpec: a TensorBoard beside the job (see JobWithTensorBoard).
+func (j tensorflowJob) TensorBoard() *batch.TensorBoardSpec { return j.Spec.TensorboardSpec }
+func (j tensorflowJob) TensorBoardStatus() **batch.DependentStatus {
+	return &j.TensorFlowTrainingJob.Status.Tensorboard
+}
+func (j tensorflowJob) OwnedTypes() []client.Object { return []client.Object{&appsv1.Deployment{}} }
 func (j tensorflowJob) Replicas() []Replicas {
 	return trainingReplicas(j.Spec.ReplicaSpecs, "tensorflow")
 }

@@ -473,6 +473,13 @@ type DependentStatus struct {
 	Reason string `json:"reason,omitempty"`
 	// +optional
 	Note string `json:"note,omitempty"`
+	// Phase is the dependent's state: Pending (not ready yet), Running (ready), Suspended
+	// (tensorboardSpec.suspend: scaled to zero) or Failed (it cannot be created as asked).
+	// +optional
+	Phase string `json:"phase,omitempty"`
+	// URL is where the dependent serves, inside the cluster (its Service).
+	// +optional
+	URL string `json:"url,omitempty"`
 }
 
 // TrainingJobStatus adds the TensorBoard side-car's status (PyTorch and TensorFlow).
