@@ -163,7 +163,7 @@ func validatePods(job client.Object, namespace string) field.ErrorList {
 	var errs field.ErrorList
 	seen := map[string]bool{}
 	for _, pv := range previews {
-		base := parsePath(pv.TemplatePath)
+		base := workloads.FieldPath(pv.TemplatePath)
 		if pv.TemplatePath == "" {
 			// A template the kind derives (the MPI launcher from the worker's): speak of the pod.
 			base = field.NewPath(fmt.Sprintf("pod %s", pv.Pod.Name))
@@ -206,37 +206,12 @@ func rebase(e *field.Error, tmpl *field.Path, podName string) *field.Error {
 	return &out
 }
 
-// parsePath turns "spec.replicaSpecs[0].template" into a field.Path.
-func parsePath(s string) *field.Path {
-	var p *field.Path
-	for _, part := range strings.Split(s, ".") {
-		name, idx, hasIdx := strings.Cut(part, "[")
-		if p == nil {
-			p = field.NewPath(name)
-		} else {
-			p = p.Child(name)
-		}
-		for hasIdx {
-			var i int
-			var rest string
-			n, _ := fmt.Sscanf(idx, "%d]", &i)
-			if n != 1 {
-				break
-			}
-			p = p.Index(i)
-			_, rest, hasIdx = strings.Cut(idx, "[")
-			idx = rest
-		}
-	}
-	return p
-}
-
 // decodeErrors reports templates that passed the schema but still did not decode.
 func decodeErrors(obj any) field.ErrorList {
 	var errs field.ErrorList
 	for _, t := range batchv1beta1.Templates(obj) {
 		if msg := t.DecodeError(); msg != "" {
-			errs = append(errs, field.Invalid(parsePath(t.Path), "", msg))
+			errs = append(errs, field.Invalid(workloads.FieldPath(t.Path), "", msg))
 		}
 	}
 	return errs

@@ -118,7 +118,7 @@ func ValidateReplicas(obj client.Object) field.ErrorList {
 	}
 	if k, ok := job.(JobWithReplicaRules); ok {
 		errs = append(errs, k.ValidateReplicas(c, func(g *Replicas) *field.Path {
-			return parsePath(strings.TrimSuffix(paths[g.Template], ".template"))
+			return FieldPath(strings.TrimSuffix(paths[g.Template], ".template"))
 		})...)
 	}
 	r, ok := job.(JobWithRequiredTypes)
@@ -168,8 +168,8 @@ func countRule(c *Cluster, specPath func(*Replicas) *field.Path, t string, lo, h
 	return field.ErrorList{field.Invalid(specPath(g).Child("replicas"), g.Count, fmt.Sprintf("%s needs %s: %s", c.Kind, want, why))}
 }
 
-// parsePath turns "spec.replicaSpecs[0]" into a field.Path ("" gives spec).
-func parsePath(s string) *field.Path {
+// FieldPath turns "spec.replicaSpecs[0].template" into a field.Path ("" gives spec).
+func FieldPath(s string) *field.Path {
 	if s == "" {
 		return field.NewPath("spec")
 	}
