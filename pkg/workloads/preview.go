@@ -46,6 +46,11 @@ func Preview(obj client.Object, namespace string) (out []PreviewPod, err error) 
 	c := clusterOf(job)
 	for i := range c.Replicas {
 		g := &c.Replicas[i]
+		if g.Template == nil {
+			// Pods this controller does not build from a pod template of its own (BeamJob's
+			// submit pods come from its Job template through the Job controller).
+			continue
+		}
 		indexes := []int{0}
 		if g.Count > 1 {
 			indexes = append(indexes, int(g.Count)-1)
