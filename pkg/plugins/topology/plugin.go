@@ -85,8 +85,9 @@ var (
 // cycle is what PreFilter learned for the rest of the pod's scheduling cycle.
 type cycle struct {
 	gpus, nics int
-	gang       string // "" for a pod placed on its own
-	node       string // the planned node of a gang member
+	gang       string       // "" for a pod placed on its own
+	node       string       // the planned node of a gang member
+	own        *reservation // the reservation of the pod's own group, if it holds one
 }
 
 func (c *cycle) Clone() fwk.StateData { return c }
@@ -242,6 +243,9 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 	}
 	if c.gpus == 0 {
 		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	if key, ok := groupstate.KeyOf(pod); ok {
+		c.own = p.res.get(key) // once per cycle, not per node in Filter
 	}
 	for _, key := range p.cache.expirePlans(p.args.PlanTTL()) {
 		klog.FromContext(ctx).V(4).Info("dropped an unclaimed gang plan", "gang", key)
@@ -400,11 +404,9 @@ func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, pod *v1.Pod, ni 
 	if why := p.blockedByReservation(pod, name, c.gpus, free); why != "" {
 		return fwk.NewStatus(fwk.Unschedulable, why)
 	}
-	if key, ok := groupstate.KeyOf(pod); ok {
-		if own := p.res.get(key); own != nil {
-			if _, in := own.need[name]; !in {
-				return fwk.NewStatus(fwk.Unschedulable, "the pod waits for its reservation on "+own.describeDomain())
-			}
+	if c.own != nil {
+		if _, in := c.own.need[name]; !in {
+			return fwk.NewStatus(fwk.Unschedulable, "the pod waits for its reservation on "+c.own.describeDomain())
 		}
 	}
 	return nil
