@@ -84,15 +84,11 @@ func TestRBACServiceAccounts(t *testing.T) {
 		{saControllers, "create", "leases", "default"},
 		{saControllers, "delete", "nodes", ""},
 	} {
-		ns, name, _ := strings.Cut(tc.sa, "/")
-		args := []string{"auth", "can-i", tc.verb, tc.resource, "--as=system:serviceaccount:" + ns + ":" + name}
+		where := []string{"-n", tc.ns}
 		if tc.ns == "" {
-			args = append(args, "--all-namespaces")
-		} else {
-			args = append(args, "-n", tc.ns)
+			where = []string{"--all-namespaces"} // in any namespace
 		}
-		out, _, _ := kubectl(t, kubeconfig, args...)
-		assert.Equal(t, "no", strings.TrimSpace(out), "%s can %s %s in %q", tc.sa, tc.verb, tc.resource, tc.ns)
+		assert.Equal(t, "no", canI(t, kubeconfig, tc.sa, tc.verb, tc.resource, where...), "%s can %s %s in %q", tc.sa, tc.verb, tc.resource, tc.ns)
 	}
 	// And what they must: the leases and the certificate Secret.
 	for _, tc := range []struct {
@@ -106,14 +102,21 @@ func TestRBACServiceAccounts(t *testing.T) {
 		{saControllers, "patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/t9k-controllers", ""},
 		{saDeviceAgent, "patch", "nodes", ""},
 	} {
-		ns, name, _ := strings.Cut(tc.sa, "/")
-		args := []string{"auth", "can-i", tc.verb, tc.resource, "--as=system:serviceaccount:" + ns + ":" + name}
+		var where []string
 		if tc.ns != "" {
-			args = append(args, "-n", tc.ns)
+			where = []string{"-n", tc.ns}
 		}
-		out, _, _ := kubectl(t, kubeconfig, args...)
-		assert.Equal(t, "yes", strings.TrimSpace(out), "%s cannot %s %s in %q", tc.sa, tc.verb, tc.resource, tc.ns)
+		assert.Equal(t, "yes", canI(t, kubeconfig, tc.sa, tc.verb, tc.resource, where...), "%s cannot %s %s in %q", tc.sa, tc.verb, tc.resource, tc.ns)
 	}
+}
+
+// canI asks `kubectl auth can-i` as a ServiceAccount ("namespace/name") and returns its answer.
+func canI(t *testing.T, kubeconfig, sa, verb, resource string, where ...string) string {
+	t.Helper()
+	ns, name, _ := strings.Cut(sa, "/")
+	args := append([]string{"auth", "can-i", verb, resource, "--as=system:serviceaccount:" + ns + ":" + name}, where...)
+	out, _, _ := kubectl(t, kubeconfig, args...)
+	return strings.TrimSpace(out)
 }
 
 // TestSAProxyReportsRBACRefusals: the harness that runs every binary as its ServiceAccount does
