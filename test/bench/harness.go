@@ -54,6 +54,10 @@ type Options struct {
 	// LogDir keeps each scheduler process's log (stdout and stderr, so klog) as
 	// <workload>-<scheduler>-run<k>.log; empty means the work directory, which is removed.
 	LogDir string
+	// Profile, when set, fetches each scheduler process's CPU profile over this long from the
+	// run's start and its heap profile at the run's end into ProfileDir.
+	Profile    time.Duration
+	ProfileDir string
 }
 
 type harness struct {
@@ -282,22 +286,40 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 		}
 	}
 
-	rs, err := s.start(ctx, h, s, files)
-	if err != nil {
-		return nil, fmt.Errorf("%w (log in %s)", err, files.log)
-	}
-	stopped := false
+	var (
+		rs      *running
+		cpu0    float64
+		stopped bool
+	)
 	defer func() {
-		if !stopped {
+		if rs != nil && !stopped {
 			rs.stop()
 		}
 	}()
-	if err := h.waitSchedulerReady(ctx, ns, s); err != nil {
-		return nil, fmt.Errorf("%w (log in %s)", err, files.log)
+	var profiled <-chan struct{}
+	startScheduler := func() error {
+		var err error
+		if rs, err = s.start(ctx, h, s, files); err != nil {
+			return fmt.Errorf("%w (log in %s)", err, files.log)
+		}
+		cpu0, _, _ = procUsage(rs.pid)
+		if h.opts.Profile > 0 && rs.pid != 0 {
+			profiled = h.profileCPU(ctx, rs, strings.TrimSuffix(logName, ".log"))
+		}
+		return nil
 	}
-	cpu0, _, _ := procUsage(rs.pid)
+	if !w.Backlog {
+		if err := startScheduler(); err != nil {
+			return nil, err
+		}
+		if err := h.waitSchedulerReady(ctx, ns, s); err != nil {
+			return nil, fmt.Errorf("%w (log in %s)", err, files.log)
+		}
+		cpu0, _, _ = procUsage(rs.pid)
+	}
 	var pgWatch *podGroupWatch
 	if s.Gang != gangNone {
+		var err error
 		if pgWatch, err = h.watchPodGroups(ctx, ns, s.Gang); err != nil {
 			return nil, err
 		}
@@ -325,6 +347,7 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 	var sat *Saturation
 	complete := true
 	if w.Stream != nil {
+		var err error
 		jobs, sat, err = h.stream(ctx, ns, w, s, rs, rec)
 		if err != nil {
 			return nil, err
@@ -337,6 +360,13 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 			return nil, err
 		}
 		h.logf("%s / %s: submitted in %.1fs", w.Name, s.Name, time.Since(start).Seconds())
+		if w.Backlog {
+			// Every pod waits; the scheduler's clock starts at its first bind (summarise).
+			if err := startScheduler(); err != nil {
+				return nil, err
+			}
+			start = time.Time{}
+		}
 		complete = rec.waitAll(ctx, pods, h.opts.StallTimeout, func(n int) { h.logf("%s / %s: %d/%d bound", w.Name, s.Name, n, pods) })
 	}
 	var pgWrites *PodGroupWrites
@@ -348,6 +378,10 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 		return nil, err
 	}
 	cpu1, rss, _ := procUsage(rs.pid)
+	if profiled != nil {
+		<-profiled
+		h.profileHeap(ctx, rs, strings.TrimSuffix(logName, ".log"))
+	}
 	rs.stop()
 	stopped = true
 

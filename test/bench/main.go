@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -26,15 +27,16 @@ func main() {
 		out        = flag.String("out", "_output/bench", "Directory for report.json, report.md, the charts and logs/ (each scheduler run's log).")
 		binDir     = flag.String("bin-dir", "", "Directory with kube-apiserver, etcd, kube-scheduler and t9k-scheduler (default: bin/).")
 		repeats    = flag.Int("repeats", 3, "Runs of each workload under each scheduler, in rotated order; tables show median and spread.")
+		profile    = flag.Duration("profile", 0, "When set, write each scheduler process's CPU profile over this long from the run's start, and its heap profile at the run's end, to profiles/ (go tool pprof reads them).")
 	)
 	flag.Parse()
-	if err := run(*nodes, *repeats, split(*workloads), split(*schedulers), *out, *binDir); err != nil {
+	if err := run(*nodes, *repeats, split(*workloads), split(*schedulers), *out, *binDir, *profile); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(nodes, repeats int, workloads, schedulers []string, out, binDir string) error {
+func run(nodes, repeats int, workloads, schedulers []string, out, binDir string, profile time.Duration) error {
 	if nodes < 1 {
 		return fmt.Errorf("--nodes must be at least 1, got %d", nodes)
 	}
@@ -49,7 +51,7 @@ func run(nodes, repeats int, workloads, schedulers []string, out, binDir string)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	rep, err := Measure(ctx, Options{Nodes: nodes, Repeats: repeats, Workloads: workloads, Schedulers: schedulers, BinDir: binDir, Log: os.Stdout, WorkDir: work,
-		LogDir: filepath.Join(out, "logs")})
+		LogDir: filepath.Join(out, "logs"), Profile: profile, ProfileDir: filepath.Join(out, "profiles")})
 	if err != nil {
 		return err
 	}

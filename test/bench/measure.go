@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -206,11 +208,19 @@ func (r *recorder) summarise(start time.Time, jobs []Job, h *harness) *Run {
 	if len(r.bound) == 0 {
 		return run
 	}
-	var lastBind time.Time
+	var firstBind, lastBind time.Time
 	for _, t := range r.bound {
 		if t.After(lastBind) {
 			lastBind = t
 		}
+		if firstBind.IsZero() || t.Before(firstBind) {
+			firstBind = t
+		}
+	}
+	// A backlog (zero start) counts from its first bind; a pod created before it waited from there.
+	backlog := start.IsZero()
+	if backlog {
+		start = firstBind
 	}
 	elapsed := lastBind.Sub(start).Seconds()
 	run.Seconds = elapsed
@@ -250,7 +260,11 @@ func (r *recorder) summarise(start time.Time, jobs []Job, h *harness) *Run {
 		if g == nil {
 			continue
 		}
-		if c := r.created[pod]; g.first.IsZero() || c.Before(g.first) {
+		c := r.created[pod]
+		if backlog && c.Before(start) {
+			c = start
+		}
+		if g.first.IsZero() || c.Before(g.first) {
 			g.first = c
 		}
 		if b, ok := r.bound[pod]; ok {
@@ -263,6 +277,7 @@ func (r *recorder) summarise(start time.Time, jobs []Job, h *harness) *Run {
 	}
 	var ttq []float64
 	var spanned, inSmallest, complete float64
+	var outside []string // a few examples for the log
 	for _, j := range jobs {
 		g := gangs[j.Name]
 		if g == nil {
@@ -280,10 +295,15 @@ func (r *recorder) summarise(start time.Time, jobs []Job, h *harness) *Run {
 			spanned += float64(len(blocks))
 			if inSmallestDomain(j.Pods*j.GPUs, len(nodes), len(blocks), len(spines), h) {
 				inSmallest++
+			} else if len(outside) < 3 {
+				outside = append(outside, fmt.Sprintf("%s (%d × %d GPUs) spans %d nodes, %d blocks, %d spines", j.Name, j.Pods, j.GPUs, len(nodes), len(blocks), len(spines)))
 			}
 		}
 	}
 	run.Gangs = len(gangs)
+	if len(outside) > 0 {
+		h.logf("%.0f of %.0f complete gangs outside their smallest domain, e.g. %s", complete-inSmallest, complete, strings.Join(outside, "; "))
+	}
 	if complete > 0 {
 		run.GangTimeToQuorum = stats(ttq)
 		run.MeanBlocksPerGang = spanned / complete

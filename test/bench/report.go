@@ -36,7 +36,7 @@ type Run struct {
 	Pods      int     `json:"pods"`
 	Bound     int     `json:"bound"`
 	Complete  bool    `json:"complete"`
-	Seconds   float64 `json:"seconds"` // first pod created → last pod bound
+	Seconds   float64 `json:"seconds"` // first pod created (backlog: first bind) → last pod bound
 	// PodsPerSecond: Avg is bound/Seconds; P50/P90/P99 are over 1 s samples (NaN, written null,
 	// when there are fewer than minPercentileSamples).
 	PodsPerSecond Stats `json:"podsPerSecond"`

@@ -158,9 +158,9 @@ func profileNames(cfg map[string]any) []string {
 
 // startProcess writes cfg with our kubeconfig, leader election off and client QPS raised (the
 // default 50 QPS would cap every scheduler at 50 binds/s), and runs the binary with it, its stdout
-// and stderr (klog) going to files.log. The secure port serves /metrics on loopback without
-// authentication (only /metrics and the health paths are allowed): the harness reads the
-// scheduler's own gauges from it when a stream settles.
+// and stderr (klog) going to files.log. The secure port serves /metrics and /debug/pprof on
+// loopback without authentication (only those and the health paths are allowed): the harness
+// reads the scheduler's own gauges from it when a stream settles, and profiles with --profile.
 func (h *harness) startProcess(ctx context.Context, name, bin string, cfg map[string]any, files runFiles) (*running, error) {
 	cfg["clientConnection"] = map[string]any{"kubeconfig": h.kubeconfig, "qps": 5000, "burst": 5000}
 	cfg["leaderElection"] = map[string]any{"leaderElect": false}
@@ -185,7 +185,7 @@ func (h *harness) startProcess(ctx context.Context, name, bin string, cfg map[st
 	}
 	cmd := exec.CommandContext(ctx, bin, "--config="+cfgPath, "-v=1",
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
-		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics")
+		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/debug/pprof,/debug/pprof/*")
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -21,6 +21,11 @@ type Workload struct {
 	Gangs []GangSpec `json:"gangs"`
 	// Stream, when set, makes the workload a saturating stream of the Gangs mix instead of one burst.
 	Stream *StreamSpec `json:"stream,omitempty"`
+	// Backlog, for a burst: every pod (and PodGroup) is created before the scheduler starts, and
+	// time counts from the first bind. A burst created while the scheduler runs is capped by how
+	// fast the harness can create pods (the no-op binder's figure); a backlog measures how fast the
+	// scheduler drains work, as scheduler_perf's throughput does.
+	Backlog bool `json:"backlog,omitempty"`
 }
 
 // StreamSpec: jobs of the Gangs mix (one cluster's worth per cycle, gpuShare as weights) keep
