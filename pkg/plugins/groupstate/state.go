@@ -571,7 +571,12 @@ type SortInfo struct {
 	// goes behind the pods that were waiting when it failed, instead of staying ahead of them for
 	// ever; a gang that never failed keeps its place).
 	Since time.Time
-	Key   GroupKey
+	// Size is the group's minMember (1 for a pod without a PodGroup). Creation times have 1 s
+	// resolution, so groups created in one second tie on Since with no arrival order between
+	// them (a backlog, a scheduler restart): the larger goes first, which is best-fit
+	// decreasing, so small gangs do not fragment the domains a large one needs.
+	Size int32
+	Key  GroupKey
 }
 
 // SortInfo computes a pod's QueueSort key without allocating: queue priority and dominant resource
@@ -582,17 +587,18 @@ func (s *State) SortInfo(pod *v1.Pod, enqueued time.Time) SortInfo {
 	key, ok := KeyOf(pod)
 	if !ok {
 		// A plain pod ranks by its PriorityClass among groups of equal queue priority.
-		return SortInfo{Since: enqueued, Priority: corev1helpers.PodPriority(pod),
+		return SortInfo{Since: enqueued, Priority: corev1helpers.PodPriority(pod), Size: 1,
 			Key: GroupKey{Namespace: pod.Namespace, Name: pod.Name, Pod: true}}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	info := SortInfo{Since: enqueued, Key: key}
+	info := SortInfo{Since: enqueued, Size: 1, Key: key}
 	queue := pod.Labels[v1beta1.LabelQueue]
 	if !key.Pod {
 		if pg := s.podGroups[nsName{key.Namespace, key.Name}]; pg != nil {
 			info.Priority = pg.Spec.Priority
 			info.Since = pg.CreationTimestamp.Time
+			info.Size = max(pg.Spec.MinMember, 1)
 			if g := s.groups[key]; g != nil && g.lastFailed.After(info.Since) {
 				info.Since = g.lastFailed
 			}

@@ -158,7 +158,7 @@ func TestSortInfo(t *testing.T) {
 	s.UpsertPod(running)
 	enq := time.Unix(500, 0)
 	got := s.SortInfo(pod("m", "g", "", "", 1, ""), enq)
-	want := SortInfo{QueuePriority: 50, DRS: 0.25, Priority: 7, Since: time.Unix(100, 0), Key: GroupKey{Namespace: "ns", Name: "g"}}
+	want := SortInfo{QueuePriority: 50, DRS: 0.25, Priority: 7, Since: time.Unix(100, 0), Size: 1, Key: GroupKey{Namespace: "ns", Name: "g"}}
 	if got != want {
 		t.Errorf("SortInfo = %+v, want %+v", got, want)
 	}

@@ -115,6 +115,8 @@ func less(a, b groupstate.SortInfo, pa, pb *v1.Pod) bool {
 		return a.Priority > b.Priority
 	case !a.Since.Equal(b.Since):
 		return a.Since.Before(b.Since)
+	case a.Size != b.Size:
+		return a.Size > b.Size
 	case a.Key != b.Key:
 		if a.Key.Namespace != b.Key.Namespace {
 			return a.Key.Namespace < b.Key.Namespace

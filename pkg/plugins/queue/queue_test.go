@@ -118,6 +118,33 @@ func TestLessOrdersQueuesDRSGroupsAge(t *testing.T) {
 	}
 }
 
+// Groups created in the same second (creation times have 1 s resolution, so nothing says which
+// came first) go largest first; an earlier second still wins over size.
+func TestLessTiesInOneSecondGoLargestFirst(t *testing.T) {
+	q, st := newPlugin(t)
+	st.UpsertQueue(mkQueue("q", 10, nil))
+	for _, g := range []*v1beta1.PodGroup{
+		mkGroup("a", "a-small", "q", 2, 0, time.Second),
+		mkGroup("a", "b-large", "q", 64, 0, time.Second),
+		mkGroup("a", "c-mid", "q", 8, 0, time.Second),
+		mkGroup("a", "z-earlier-small", "q", 2, 0, 0),
+	} {
+		st.UpsertPodGroup(g)
+	}
+	var pods []fwk.QueuedPodInfo
+	for _, g := range []string{"a-small", "b-large", "c-mid", "z-earlier-small"} {
+		pods = append(pods, queued(mkPod("a", g+"-0", g, "", 8, 0)))
+	}
+	sort.SliceStable(pods, func(i, j int) bool { return q.Less(pods[i], pods[j]) })
+	var got []string
+	for _, p := range pods {
+		got = append(got, p.GetPodInfo().GetPod().Name)
+	}
+	if want := "z-earlier-small-0 b-large-0 c-mid-0 a-small-0"; strings.Join(got, " ") != want {
+		t.Errorf("order:\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+}
+
 func withNode(p *v1.Pod, node string) *v1.Pod {
 	p.Spec.NodeName = node
 	return p
