@@ -185,3 +185,41 @@ func BenchmarkFailingGangAttempt(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGangFitAttempt is the first member's PreFilter of a 64 × 8-GPU gang that fits, at 5000
+// nodes of which half are busy: the whole-gang fit runs once per attempt (a node changed since the
+// last one), so its cost is per gang, not per member.
+func BenchmarkGangFitAttempt(b *testing.B) {
+	const nNodes, members = 5000, 64
+	ns := nodes(nNodes, 8)
+	for i, ni := range ns {
+		n := ni.Node().DeepCopy()
+		n.Status.Allocatable[v1.ResourceCPU] = resource.MustParse("128")
+		n.Status.Allocatable[v1.ResourceMemory] = resource.MustParse("1Ti")
+		ni.(*framework.NodeInfo).SetNode(n)
+		if i%2 == 1 {
+			busy := member(fmt.Sprintf("busy-%d", i), "", 8)
+			busy.Labels = nil
+			busy.Spec.NodeName = n.Name
+			ni.(*framework.NodeInfo).AddPod(busy)
+		}
+	}
+	var pods []*v1.Pod
+	for i := range members {
+		p := member(fmt.Sprintf("m%02d", i), "g", 8)
+		p.Spec.Containers[0].Resources.Requests[v1.ResourceCPU] = resource.MustParse("16")
+		p.Spec.Containers[0].Resources.Requests[v1.ResourceMemory] = resource.MustParse("64Gi")
+		pods = append(pods, p)
+	}
+	g, _ := setup(members, pods...)
+	ctx := context.Background()
+	first := ns[0].Node()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		ns[0].(*framework.NodeInfo).SetNode(first)
+		if _, s := g.PreFilter(ctx, framework.NewCycleState(), pods[0], ns); !s.IsSuccess() {
+			b.Fatalf("PreFilter = %v, want success", s)
+		}
+	}
+}

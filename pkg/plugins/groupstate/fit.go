@@ -2,10 +2,12 @@ package groupstate
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/labels"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
@@ -18,11 +20,21 @@ import (
 // the queue's nodeSelector, which is what decides gangs in practice; the real Filter plugins still
 // run for every member, so a gang this optimistically admits and Filter then refuses is released
 // as a whole.
+//
+// It runs once per gang attempt over every node, so it is kept to flat slices: free room only
+// for the resources the placed pods ask for (a column added the first time one is asked for), and
+// each node's eligibility computed once per set of scheduling constraints (a gang's members
+// share their template), not once per member.
 type Fitter struct {
-	nodes []*room
 	s     *State
-	// short are the resources the last failed Place found no node with enough of.
-	short []v1.ResourceName
+	nodes []room
+	// dims are the resources tracked, by column.
+	dims    []v1.ResourceName
+	dimOf   map[v1.ResourceName]int
+	gone    []Res // per node: what pods treated as removed request (nil if none)
+	elig    []*eligibility
+	short   []v1.ResourceName // the resources the last failed Place found no node with enough of
+	scratch []int64
 }
 
 // Short returns the resources the last failed placement lacked (nil when it failed for another
@@ -30,41 +42,116 @@ type Fitter struct {
 func (f *Fitter) Short() []v1.ResourceName { return f.short }
 
 type room struct {
+	ni   fwk.NodeInfo
 	node *v1.Node
-	free Res
+	free []int64 // by Fitter.dims
 	pods int64
+}
+
+// eligibility is which nodes pods with one set of scheduling constraints may use.
+type eligibility struct {
+	pod   *v1.Pod // the first pod seen with these constraints
+	queue *QueueInfo
+	ok    []bool
+	why   []string // why not, per node ("" when ok)
+	n     int      // eligible nodes
 }
 
 // NewFitter copies the free room of nodes. Pods for which gone returns true are treated as
 // already removed (victims being evicted, or preemption candidates).
 func (s *State) NewFitter(nodes []fwk.NodeInfo, gone func(*v1.Pod) bool) *Fitter {
-	f := &Fitter{nodes: make([]*room, 0, len(nodes)), s: s}
+	f := &Fitter{nodes: make([]room, 0, len(nodes)), s: s, dimOf: map[v1.ResourceName]int{}}
 	for _, ni := range nodes {
 		n := ni.Node()
 		if n == nil {
 			continue
 		}
-		alloc, req := ni.GetAllocatable(), ni.GetRequested()
-		r := &room{node: n, free: Res{
-			v1.ResourceCPU:              alloc.GetMilliCPU() - req.GetMilliCPU(),
-			v1.ResourceMemory:           alloc.GetMemory() - req.GetMemory(),
-			v1.ResourceEphemeralStorage: alloc.GetEphemeralStorage() - req.GetEphemeralStorage(),
-		}, pods: int64(alloc.GetAllowedPodNumber() - len(ni.GetPods()))}
-		used := req.GetScalarResources()
-		for name, v := range alloc.GetScalarResources() {
-			r.free[name] = v - used[name]
-		}
+		r := room{ni: ni, node: n, pods: int64(ni.GetAllocatable().GetAllowedPodNumber() - len(ni.GetPods()))}
+		var g Res
 		if gone != nil {
 			for _, pi := range ni.GetPods() {
 				if p := pi.GetPod(); gone(p) {
-					r.free.Add(PodRequests(p))
+					if g == nil {
+						g = Res{}
+					}
+					g.Add(PodRequests(p))
 					r.pods++
 				}
 			}
 		}
+		if g != nil && f.gone == nil {
+			f.gone = make([]Res, len(nodes))
+		}
+		if f.gone != nil {
+			f.gone[len(f.nodes)] = g
+		}
 		f.nodes = append(f.nodes, r)
 	}
+	// One backing array for the usual columns (cpu, memory, one device); a fifth reallocates.
+	const dims = 4
+	backing := make([]int64, len(f.nodes)*dims)
+	for i := range f.nodes {
+		f.nodes[i].free = backing[i*dims : i*dims : (i+1)*dims]
+	}
 	return f
+}
+
+// dim returns the column of a resource, filling it in for every node the first time.
+func (f *Fitter) dim(name v1.ResourceName) int {
+	if d, ok := f.dimOf[name]; ok {
+		return d
+	}
+	d := len(f.dims)
+	f.dims = append(f.dims, name)
+	f.dimOf[name] = d
+	for i := range f.nodes {
+		r := &f.nodes[i]
+		alloc, req := r.ni.GetAllocatable(), r.ni.GetRequested()
+		var v int64
+		switch name {
+		case v1.ResourceCPU:
+			v = alloc.GetMilliCPU() - req.GetMilliCPU()
+		case v1.ResourceMemory:
+			v = alloc.GetMemory() - req.GetMemory()
+		case v1.ResourceEphemeralStorage:
+			v = alloc.GetEphemeralStorage() - req.GetEphemeralStorage()
+		default:
+			if a, ok := alloc.GetScalarResources()[name]; ok {
+				v = a - req.GetScalarResources()[name]
+			}
+		}
+		if f.gone != nil && f.gone[i] != nil {
+			v += f.gone[i][name]
+		}
+		r.free = append(r.free, v)
+	}
+	return d
+}
+
+// eligibilityOf returns the eligibility of pod's constraints, computing it on first use.
+func (f *Fitter) eligibilityOf(pod *v1.Pod) *eligibility {
+	q := f.s.queueFor(pod)
+	for _, e := range f.elig {
+		if e.queue == q && sameConstraints(e.pod, pod) {
+			return e
+		}
+	}
+	e := &eligibility{pod: pod, queue: q, ok: make([]bool, len(f.nodes)), why: make([]string, len(f.nodes))}
+	for i := range f.nodes {
+		e.ok[i], e.why[i] = eligibleOn(pod, q, f.nodes[i].node)
+		if e.ok[i] {
+			e.n++
+		}
+	}
+	f.elig = append(f.elig, e)
+	return e
+}
+
+// sameConstraints: the fields eligibleOn reads from the pod are equal.
+func sameConstraints(a, b *v1.Pod) bool {
+	return a == b || (maps.Equal(a.Spec.NodeSelector, b.Spec.NodeSelector) &&
+		equality.Semantic.DeepEqual(a.Spec.Tolerations, b.Spec.Tolerations) &&
+		equality.Semantic.DeepEqual(a.Spec.Affinity, b.Spec.Affinity))
 }
 
 // Eligible says whether pod may run on n at all by the rules the Fitter applies (unschedulable,
@@ -112,40 +199,54 @@ func primary(req Res) v1.ResourceName {
 // Place puts one pod on the best-fitting eligible node and keeps it there. On failure it returns
 // a reason a person can act on.
 func (f *Fitter) Place(m Member) (string, string) {
-	q := f.s.queueFor(m.Pod)
-	prim := primary(m.Requests)
-	var best *room
-	excluded := map[string]int{}
-	eligible := 0
-	maxFree := Res{}
-	for _, r := range f.nodes {
-		if ok, why := eligibleOn(m.Pod, q, r.node); !ok {
-			excluded[why]++
+	e := f.eligibilityOf(m.Pod)
+	prim := f.dim(primary(m.Requests))
+	// The pod's requests as a column vector; zero requests are left out.
+	type want struct {
+		d int
+		v int64
+	}
+	wants := make([]want, 0, len(m.Requests))
+	for _, name := range sortedKeys(m.Requests) {
+		if v := m.Requests[name]; v != 0 {
+			wants = append(wants, want{f.dim(name), v})
+		}
+	}
+	f.scratch = append(f.scratch[:0], make([]int64, len(f.dims))...)
+	maxFree := f.scratch
+	best := -1
+	for i := range f.nodes {
+		if !e.ok[i] {
 			continue
 		}
-		eligible++
+		r := &f.nodes[i]
 		fits := r.pods >= 1
-		for name, v := range m.Requests {
-			if v == 0 {
-				continue
+		for _, w := range wants {
+			fr := r.free[w.d]
+			if fr > maxFree[w.d] {
+				maxFree[w.d] = fr
 			}
-			if r.free[name] > maxFree[name] {
-				maxFree[name] = r.free[name]
-			}
-			if r.free[name] < v {
+			if fr < w.v {
 				fits = false
 			}
 		}
-		if fits && (best == nil || r.free[prim] < best.free[prim]) {
-			best = r
+		if fits && (best < 0 || r.free[prim] < f.nodes[best].free[prim]) {
+			best = i
 		}
 	}
-	if best != nil {
-		best.free.Sub(m.Requests)
-		best.pods--
-		return best.node.Name, ""
+	if best >= 0 {
+		r := &f.nodes[best]
+		for _, w := range wants {
+			r.free[w.d] -= w.v
+		}
+		r.pods--
+		return r.node.Name, ""
 	}
-	if eligible == 0 {
+	if e.n == 0 {
+		excluded := map[string]int{}
+		for _, why := range e.why {
+			excluded[why]++
+		}
 		parts := make([]string, 0, len(excluded))
 		for _, why := range sortedKeys(excluded) {
 			parts = append(parts, fmt.Sprintf("%d %s", excluded[why], why))
@@ -154,11 +255,11 @@ func (f *Fitter) Place(m Member) (string, string) {
 	}
 	var short []string
 	f.short = nil
-	for _, name := range sortedKeys(m.Requests) {
-		if v := m.Requests[name]; v > 0 && maxFree[name] < v {
+	for _, w := range wants {
+		if name := f.dims[w.d]; w.v > 0 && maxFree[w.d] < w.v {
 			f.short = append(f.short, name)
 			short = append(short, fmt.Sprintf("needs %s %s, the most free on one of %d eligible nodes is %s",
-				Format(name, v), name, eligible, Format(name, max(maxFree[name], 0))))
+				Format(name, w.v), name, e.n, Format(name, max(maxFree[w.d], 0))))
 		}
 	}
 	if len(short) == 0 {

@@ -56,7 +56,9 @@ func For(ctx context.Context, h framework.Handle) (*State, error) {
 	if err := v1beta1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	c, err := crcache.New(h.KubeConfig(), crcache.Options{Scheme: scheme})
+	c, err := crcache.New(h.KubeConfig(), crcache.Options{Scheme: scheme,
+		// managedFields are never read here, and are most of a small object's size.
+		DefaultTransform: crcache.TransformStripManagedFields()})
 	if err != nil {
 		return nil, fmt.Errorf("PodGroup/Queue cache: %w", err)
 	}

@@ -112,6 +112,20 @@ func (c *gpuCache) dropPlansOf(uid types.UID) {
 // expirePlans drops plans older than maxAge: a gang whose members never came to claim their
 // places (rejected, deleted) must not hold GPUs for ever.
 func (c *gpuCache) expirePlans(maxAge time.Duration) []string {
+	// Called in every GPU pod's PreFilter: look under the read lock first, so that the common
+	// case (nothing expired) does not serialise with the binding cycles' readers.
+	c.mu.RLock()
+	stale := false
+	for _, gp := range c.plans {
+		if time.Since(gp.created) > maxAge {
+			stale = true
+			break
+		}
+	}
+	c.mu.RUnlock()
+	if !stale {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var dropped []string

@@ -160,7 +160,9 @@ func (p *Topology) watch(ctx context.Context) error {
 	if err := devicev1beta1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	c, err := crcache.New(p.handle.KubeConfig(), crcache.Options{Scheme: scheme})
+	c, err := crcache.New(p.handle.KubeConfig(), crcache.Options{Scheme: scheme,
+		// managedFields are never read here, and are most of a small object's size.
+		DefaultTransform: crcache.TransformStripManagedFields()})
 	if err != nil {
 		return fmt.Errorf("NodeDevices cache: %w", err)
 	}
@@ -321,22 +323,44 @@ func (p *Topology) checkLevel(cs fwk.CycleState, pod *v1.Pod) *fwk.Status {
 // (its queue's nodeSelector, taints, node affinity, cordoned: the gang plugin's rules) and those
 // without the CPU and memory one member asks for. Members of one gang share their template in
 // practice, so the first member speaks for all; the real Filter plugins still check each one.
+// A node is judged when the planner first asks about it (only nodes of the domains it tries to
+// pack), not all of them up front: at 5000 nodes a full pass cost more than the plan.
 func (p *Topology) excluded(pod *v1.Pod, nodes []fwk.NodeInfo) func(string) bool {
 	req := groupstate.PodRequests(pod)
-	out := make(map[string]bool)
-	for _, ni := range nodes {
-		n := ni.Node()
-		if n == nil {
-			continue
+	var byName map[string]fwk.NodeInfo // built on first use when there is no snapshot lister
+	lookup := func(name string) fwk.NodeInfo {
+		if p.handle != nil {
+			if ni, err := p.handle.SnapshotSharedLister().NodeInfos().Get(name); err == nil {
+				return ni
+			}
+			return nil
 		}
-		alloc, used := ni.GetAllocatable(), ni.GetRequested()
-		if !p.groups.Eligible(pod, n) ||
-			alloc.GetMilliCPU()-used.GetMilliCPU() < req[v1.ResourceCPU] ||
-			alloc.GetMemory()-used.GetMemory() < req[v1.ResourceMemory] {
-			out[n.Name] = true
+		if byName == nil {
+			byName = make(map[string]fwk.NodeInfo, len(nodes))
+			for _, ni := range nodes {
+				if n := ni.Node(); n != nil {
+					byName[n.Name] = ni
+				}
+			}
 		}
+		return byName[name]
 	}
-	return func(name string) bool { return out[name] }
+	memo := make(map[string]bool)
+	return func(name string) bool {
+		if out, ok := memo[name]; ok {
+			return out
+		}
+		ni := lookup(name)
+		out := true
+		if ni != nil && ni.Node() != nil {
+			alloc, used := ni.GetAllocatable(), ni.GetRequested()
+			out = !p.groups.Eligible(pod, ni.Node()) ||
+				alloc.GetMilliCPU()-used.GetMilliCPU() < req[v1.ResourceCPU] ||
+				alloc.GetMemory()-used.GetMemory() < req[v1.ResourceMemory]
+		}
+		memo[name] = out
+		return out
+	}
 }
 
 // policyOf maps the PodGroup's policy to the planner's; unset is None.
