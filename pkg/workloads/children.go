@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -132,6 +133,9 @@ func (r *JobReconciler) apply(ctx context.Context, job Job, obj client.Object) e
 	}
 	have := obj.DeepCopyObject().(client.Object)
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), have); apierrors.IsNotFound(err) {
+		if cm, ok := obj.(*corev1.ConfigMap); ok {
+			r.stampUpdated(cm)
+		}
 		if err := r.Client.Create(ctx, obj); !apierrors.IsAlreadyExists(err) {
 			return err
 		}
@@ -160,10 +164,20 @@ func (r *JobReconciler) apply(ctx context.Context, job Job, obj client.Object) e
 		have := have.(*corev1.ConfigMap)
 		if !equality.Semantic.DeepEqual(have.Data, want.Data) {
 			have.Data = want.Data
+			r.stampUpdated(have)
 			return r.Client.Update(ctx, have)
 		}
 	}
 	return nil
+}
+
+// stampUpdated records on a ConfigMap when its data is written (AnnotationUpdatedAt): the
+// reference a scale-down's acknowledgement must come after (JobWithScaleDownAck).
+func (r *JobReconciler) stampUpdated(cm *corev1.ConfigMap) {
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	cm.Annotations[AnnotationUpdatedAt] = r.now().UTC().Format(time.RFC3339)
 }
 
 // NameConflictError: a child the job needs exists and belongs to something else, typically a job

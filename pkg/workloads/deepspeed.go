@@ -97,16 +97,44 @@ func (j deepspeedJob) MutatePod(c *Cluster, pod *corev1.Pod, g *Replicas, index 
 	mountSSH(pod, c, defaultSSHDir)
 	vol := corev1.Volume{Name: "t9k-deepspeed", VolumeSource: corev1.VolumeSource{
 		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: j.configName(c)}}}}
-	mountAll(pod, vol, corev1.VolumeMount{Name: vol.Name, MountPath: deepspeedHostfile, SubPath: "hostfile", ReadOnly: true})
+	if j.scales() {
+		// The whole ConfigMap, no subPath: the kubelet refreshes the hostfile of a running pod only
+		// in a directory mount. /t9k/hostfile is a symlink into it (deepspeedLinkHostfile).
+		mountAll(pod, vol, corev1.VolumeMount{Name: vol.Name, MountPath: deepspeedConfigDir, ReadOnly: true})
+	} else {
+		// The hostfile never changes: a file where the manuals put it.
+		mountAll(pod, vol, corev1.VolumeMount{Name: vol.Name, MountPath: deepspeedHostfile, SubPath: "hostfile", ReadOnly: true})
+	}
 	if !j.Spec.DisableCustomEnv {
+		// deepspeed_env never changes while the job runs (it is the template's env), elastic or not.
 		mountAll(pod, vol, corev1.VolumeMount{Name: vol.Name, MountPath: deepspeedEnvFile, SubPath: "deepspeed_env", ReadOnly: true})
 	}
 	main := mainContainer(pod, "worker")
 	main.Command, main.Args = sshdCommand(""), nil
+	if j.scales() && (main.Lifecycle == nil || main.Lifecycle.PostStart == nil) {
+		// The documented path in every worker container, whatever it runs (sshd, debug mode, the
+		// launcher, a resume command); worker-0's script makes it too, as the hook may run after
+		// the script starts. A user's own postStart hook is kept.
+		if main.Lifecycle == nil {
+			main.Lifecycle = &corev1.Lifecycle{}
+		}
+		main.Lifecycle.PostStart = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{"/bin/sh", "-c", deepspeedLinkHostfile + " || true"}}}
+	}
 	if index != 0 || j.Spec.Config == nil {
 		return nil
 	}
 	launch := deepspeedCommand(j.Spec.Config, j.Spec.Elastic)
+	if j.scales() {
+		sup := newDeepSpeedSupervisor(launch)
+		main.Command = []string{"/bin/sh", "-c", sup.Script()}
+		// Replaces the template's probe: worker-0's readiness is the scale-down's acknowledgement.
+		main.ReadinessProbe = &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: sup.readinessCommand()}},
+			PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1, TimeoutSeconds: 1,
+		}
+		return nil
+	}
 	script := strings.Join([]string{
 		"set -e",
 		defaultSSHD, // daemonised: this container also runs the launcher
@@ -115,6 +143,20 @@ func (j deepspeedJob) MutatePod(c *Cluster, pod *corev1.Pod, g *Replicas, index 
 	}, "\n")
 	main.Command = []string{"/bin/sh", "-c", script}
 	return nil
+}
+
+// scales: elastic is enabled, so the hostfile changes while the job runs; worker-0 then runs
+// the launcher, if any, under deepspeedSupervisor. Jobs that do not scale get the pods they always
+// got (the hostfile by subPath at /t9k/hostfile, the launcher exec'd).
+func (j deepspeedJob) scales() bool { return j.Spec.Elastic != nil && j.Spec.Elastic.Enabled }
+
+// ScaleDownAck: worker-0 acknowledges a smaller hostfile by becoming ready again (see
+// deepspeedSupervisor). Without a launcher, or in debug mode, there is nobody to tell.
+func (j deepspeedJob) ScaleDownAck(c *Cluster) (ScaleDownAck, bool) {
+	if !j.scales() || j.Spec.Config == nil || j.Spec.RunMode != nil && j.Spec.RunMode.Debug.IsEnabled() {
+		return ScaleDownAck{}, false
+	}
+	return ScaleDownAck{ConfigMap: j.configName(c), Type: "worker", Index: 0}, true
 }
 
 // deepspeedCommand is the launcher's command line (shell syntax), from config: customCommand as

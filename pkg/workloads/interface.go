@@ -111,6 +111,35 @@ type JobWithElastic interface {
 	ElasticType() string
 }
 
+// JobWithScaleDownAck is implemented by elastic kinds whose running program must learn of a
+// smaller membership before the surplus pods go: DeepSpeed's launcher on worker-0 holds ssh
+// sessions to every worker of its hostfile, and a worker deleted under it fails the launcher (a
+// restart, counted against backoffLimit). The protocol, run by the reconciler (removeSurplus):
+//
+//  1. The kind's objects are written first: the ConfigMap now lists fewer members, and apply
+//     stamps it with AnnotationUpdatedAt.
+//  2. The program in the acknowledging replica sees the new ConfigMap (mounted as a directory, so
+//     the kubelet refreshes it), restarts itself on the new members, and signals that through its
+//     readiness probe: Ready goes False while it relaunches and True once it runs again.
+//  3. Running surplus pods are deleted once that replica's Ready condition turned True after the
+//     stamp; at once when it is not running or has no readiness probe (nobody to tell); and after
+//     scaleDownAckTimeout in any case, with a Warning event.
+//
+// Surplus pods that are not running hold no part of the program and are deleted at once.
+type JobWithScaleDownAck interface {
+	// ScaleDownAck names the ConfigMap that tells the acknowledging replica the membership, and
+	// that replica; ok is false when the job does not run the protocol (elastic disabled, no
+	// launcher, debug mode).
+	ScaleDownAck(c *Cluster) (ack ScaleDownAck, ok bool)
+}
+
+// ScaleDownAck is where a JobWithScaleDownAck is told of and acknowledges a scale-down.
+type ScaleDownAck struct {
+	ConfigMap string
+	Type      string
+	Index     int
+}
+
 // JobWithCustomReconcile is implemented by kinds that are not replica groups at all (BeamJob);
 // the reconciler hands them the whole job.
 type JobWithCustomReconcile interface {
@@ -128,4 +157,8 @@ const (
 	// AnnotationStoppedAt is set on a pod of a finished job that had not finished when the job
 	// did, with the time the controller set its spec.activeDeadlineSeconds to stop it (RFC 3339).
 	AnnotationStoppedAt = "batch.tensorstack.dev/stopped-at"
+	// AnnotationUpdatedAt is set on the ConfigMaps the controllers write (hostfiles), with the
+	// time their data was last written (RFC 3339, the controller's clock); see
+	// JobWithScaleDownAck.
+	AnnotationUpdatedAt = "batch.tensorstack.dev/updated-at"
 )

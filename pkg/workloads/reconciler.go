@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -142,6 +143,10 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		if err != nil {
 			return ctrl.Result{}, err
 		}
+		// Surplus pods of a finished job have nobody left to tell.
+		if _, err := r.removeSurplus(ctx, job, c, v, extra, now.Time, true); err != nil {
+			return ctrl.Result{}, err
+		}
 		st.Tasks = buildTasks(c, v, orig, counts)
 		st.Aggregate = aggregate(st.Tasks)
 		return ctrl.Result{RequeueAfter: again}, r.writeStatus(ctx, job, orig, tbChanged)
@@ -153,11 +158,6 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 	childErr := r.ensureChildren(ctx, job, c)
 	if childErr != nil && !errors.As(childErr, &conflict) {
 		return ctrl.Result{}, childErr
-	}
-	for _, p := range extra { // replicas the spec no longer has (elastic scale-down)
-		if err := r.deletePod(ctx, job, p, "ScaledDown"); err != nil {
-			return ctrl.Result{}, err
-		}
 	}
 
 	paused := pauseEnabled(job)
@@ -202,6 +202,16 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 	}
 	r.emit(job, transitions)
 	r.emitScheduled(job, scheduled)
+	// Replicas the spec no longer has (elastic scale-down); the kind's objects (hostfiles) were
+	// written above, before any of them goes. Nobody is left to tell once the job is finished or
+	// paused.
+	wait, err := r.removeSurplus(ctx, job, c, v, extra, now.Time, out.Done || paused)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if wait > 0 && (requeue == 0 || wait < requeue) {
+		requeue = wait
+	}
 	if createErr != nil {
 		return ctrl.Result{}, createErr
 	}
@@ -231,6 +241,147 @@ func (r *JobReconciler) reconcile(ctx context.Context, job Job) (ctrl.Result, er
 		}
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// scaleDownAckTimeout bounds how long running surplus pods wait for the acknowledgement of a
+// JobWithScaleDownAck: the kubelet alone may take a minute or more to refresh a mounted
+// ConfigMap, and the program then waits for its new members and restarts.
+const scaleDownAckTimeout = 5 * time.Minute
+
+// removeSurplus deletes the pods of replicas the spec no longer has (elastic scale-down). Their
+// deletion never counts as a restart or a failure: surplus pods are outside the view that
+// planRestarts and the status judge. For a JobWithScaleDownAck, running ones wait for its
+// acknowledgement unless force (see there). It returns how long they may still wait (0: none).
+func (r *JobReconciler) removeSurplus(ctx context.Context, job Job, c *Cluster, v *View, extra []*corev1.Pod, now time.Time, force bool) (time.Duration, error) {
+	var running []*corev1.Pod
+	for _, p := range extra {
+		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
+			running = append(running, p)
+			continue
+		}
+		// Not running: no program runs there, so nobody uses it.
+		if err := r.deletePod(ctx, job, p, "ScaledDown"); err != nil {
+			return 0, err
+		}
+	}
+	if len(running) == 0 {
+		return 0, nil
+	}
+	if a, ok := job.(JobWithScaleDownAck); ok && !force {
+		if ack, ok := a.ScaleDownAck(c); ok {
+			wait, err := r.awaitScaleDownAck(ctx, job, ack, v, running, now)
+			if err != nil || wait > 0 {
+				return wait, err
+			}
+		}
+	}
+	for _, p := range running {
+		if err := r.deletePod(ctx, job, p, "ScaledDown"); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
+// awaitScaleDownAck returns how long the running surplus pods must still wait for the
+// acknowledgement (0: delete them now), with an event when they go after one or despite none.
+func (r *JobReconciler) awaitScaleDownAck(ctx context.Context, job Job, ack ScaleDownAck, v *View, pods []*corev1.Pod, now time.Time) (time.Duration, error) {
+	obj := job.Object()
+	// From the API server, not the cache: the stamp was written moments ago, and an older one
+	// could be mistaken as acknowledged already.
+	var cm corev1.ConfigMap
+	var stamp time.Time
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: obj.GetNamespace(), Name: ack.ConfigMap}, &cm)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return 0, fmt.Errorf("configmap %s: %w", ack.ConfigMap, err)
+	case checkOwner(job, &cm, "configmap") == nil:
+		stamp, _ = time.Parse(time.RFC3339, cm.Annotations[AnnotationUpdatedAt])
+	}
+	acker := v.Slot(ack.Type, ack.Index)
+	verdict, wait := scaleDownVerdict(acker, stamp, now)
+	names := make([]string, len(pods))
+	for i, p := range pods {
+		names[i] = p.Name
+	}
+	surplus := strings.Join(names, ", ")
+	switch verdict {
+	case ackWait:
+		log.FromContext(ctx).V(1).Info("surplus pods wait for the scale-down to be acknowledged",
+			"pods", surplus, "replica", acker.Name, "updated", stamp, "timeout", wait)
+		return wait, nil
+	case ackDone:
+		r.Recorder.Eventf(obj, corev1.EventTypeNormal, "ScaleDownAcknowledged",
+			"%s runs on the members of the updated ConfigMap %s (ready since %s): deleting surplus pods %s",
+			acker.Name, ack.ConfigMap, readySince(acker.Pod).UTC().Format(time.RFC3339), surplus)
+	case ackTimeout:
+		why := fmt.Sprintf("did not acknowledge the update of ConfigMap %s at %s within %s", ack.ConfigMap, stamp.Format(time.RFC3339), scaleDownAckTimeout)
+		if stamp.IsZero() {
+			why = fmt.Sprintf("cannot acknowledge: ConfigMap %s has no %s annotation", ack.ConfigMap, AnnotationUpdatedAt)
+		}
+		r.Recorder.Eventf(obj, corev1.EventTypeWarning, "ScaleDownNotAcknowledged",
+			"%s %s: deleting surplus pods %s anyway; its program may fail", acker.Name, why, surplus)
+	}
+	return 0, nil
+}
+
+// ackVerdict is what becomes of running surplus pods.
+type ackVerdict int
+
+const (
+	ackWait    ackVerdict = iota // not acknowledged yet
+	ackDone                      // acknowledged: delete
+	ackNobody                    // nobody to tell (the replica is not running or cannot signal): delete
+	ackTimeout                   // not acknowledged in time, or no stamp to judge by: delete with a warning
+)
+
+// scaleDownVerdict judges the acknowledging replica against the time its ConfigMap was last
+// written (stamp; zero: unknown), and says how long to wait otherwise. Both times have the API's
+// one-second precision, so the Ready transition must be strictly later than the stamp: one in the
+// same second may have come before the write. A real acknowledgement always is later: the
+// relaunch keeps the replica unready for at least 5 seconds after the kubelet refreshed the file.
+func scaleDownVerdict(acker *Slot, stamp, now time.Time) (ackVerdict, time.Duration) {
+	if acker == nil || acker.Pod == nil || acker.Pod.DeletionTimestamp != nil || acker.Phase() != corev1.PodRunning {
+		return ackNobody, 0
+	}
+	// A pod without a readiness probe (built before the protocol, or in debug mode) never signals.
+	if !hasReadinessProbe(acker.Pod, acker.MainContainer) {
+		return ackNobody, 0
+	}
+	if stamp.IsZero() {
+		return ackTimeout, 0
+	}
+	stamp = stamp.Truncate(time.Second)
+	if since := readySince(acker.Pod); !since.IsZero() && since.Truncate(time.Second).After(stamp) {
+		return ackDone, 0
+	}
+	left := stamp.Add(scaleDownAckTimeout).Sub(now)
+	if left <= 0 {
+		return ackTimeout, 0
+	}
+	return ackWait, left
+}
+
+// hasReadinessProbe: the pod's main container (the one named main, else the first) has one.
+func hasReadinessProbe(p *corev1.Pod, main string) bool {
+	cs := p.Spec.Containers
+	for i := range cs {
+		if cs[i].Name == main {
+			return cs[i].ReadinessProbe != nil
+		}
+	}
+	return len(cs) > 0 && cs[0].ReadinessProbe != nil
+}
+
+// readySince is when a pod last became Ready, zero when it is not ready.
+func readySince(p *corev1.Pod) time.Time {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return time.Time{}
 }
 
 // emitScheduled records an event for a change of the Scheduled condition (nil: none): Warning

@@ -149,28 +149,60 @@ func TestJobDebugMode(t *testing.T) {
 	require.Empty(t, pod.Spec.InitContainers)
 }
 
-// TestJobElasticDeepSpeed: the elastic gpt-neox DeepSpeedJob runs expectedReplicas workers;
-// changing expectedReplicas scales the pods and the hostfile; the PodGroup's minMember is
-// minReplicas.
+// TestJobElasticDeepSpeed: the elastic gpt-neox DeepSpeedJob runs expectedReplicas workers and
+// scales 3→2→4 (issue #14) without restarting a pod or counting a failure. The hostfile ConfigMap
+// is mounted as a directory (the kubelet refreshes it in running pods) and worker-0 carries the
+// readiness probe of its relaunch marker. On 3→2 the hostfile shrinks first and worker-2 stays
+// until worker-0 acknowledges: this test plays worker-0's kubelet, whose probe fails while the
+// supervisor relaunches and passes once the launcher runs on the new hosts. The PodGroup's
+// minMember is minReplicas.
 func TestJobElasticDeepSpeed(t *testing.T) {
 	e := startJobs(t)
 	job := e.apply("neox-elastic.yaml", func(o client.Object) {
-		o.(*batch.DeepSpeedJob).Spec.Scheduler = &batch.SchedulePolicy{T9kScheduler: &batch.T9kScheduler{Queue: "default"}}
+		j := o.(*batch.DeepSpeedJob)
+		j.Spec.Scheduler = &batch.SchedulePolicy{T9kScheduler: &batch.T9kScheduler{Queue: "default"}}
+		j.Spec.Elastic.MaxReplicas = ptr.To[int32](4)
 	})
 	name := "neox-elastic"
 	w := func(i int) string { return fmt.Sprintf("%s-worker-%d", name, i) }
-	e.waitPods(name, w(0), w(1), w(2))
+	pods := e.waitPods(name, w(0), w(1), w(2))
 	var pg schedv1.PodGroup
 	require.NoError(t, e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name}, &pg))
 	require.Equal(t, int32(1), pg.Spec.MinMember)
-	launcher := container(e.pod(w(0)), "worker")
-	require.Contains(t, launcher.Command[2], "deepspeed --hostfile=/t9k/hostfile --elastic_training --min_elastic_nodes=1 --max_elastic_nodes=3 train.py")
 
-	hostfile := func() string {
-		var cm corev1.ConfigMap
-		require.NoError(t, e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name + "-deepspeed"}, &cm))
-		return cm.Data["hostfile"]
+	launcher := container(&pods[0], "worker")
+	require.Contains(t, launcher.Command[2], "LAUNCH='deepspeed --hostfile=/t9k/hostfile --elastic_training --min_elastic_nodes=1 --max_elastic_nodes=4 train.py")
+	for _, p := range pods {
+		for _, m := range container(&p, "worker").VolumeMounts {
+			if m.Name == "t9k-deepspeed" && m.MountPath != "/root/.deepspeed_env" {
+				require.Equal(t, "/t9k/config", m.MountPath, "%s: the ConfigMap as a directory", p.Name)
+				require.Empty(t, m.SubPath, "%s: a subPath mount is never refreshed", p.Name)
+			}
+		}
 	}
+	require.Contains(t, mountPaths(launcher), "/t9k/config")
+	require.NotContains(t, mountPaths(launcher), "/t9k/hostfile", "a symlink, made in the container, not a mount")
+	probe := launcher.ReadinessProbe
+	require.NotNil(t, probe, "worker-0 acknowledges through its readiness")
+	require.Equal(t, []string{"/bin/sh", "-c", "test ! -e /tmp/t9k-relaunch"}, probe.Exec.Command)
+	require.Equal(t, int32(1), probe.PeriodSeconds)
+	require.Equal(t, int32(1), probe.FailureThreshold)
+	require.Nil(t, container(&pods[1], "worker").ReadinessProbe)
+
+	cmName := client.ObjectKey{Namespace: e.ns, Name: name + "-deepspeed"}
+	configMap := func() *corev1.ConfigMap {
+		var cm corev1.ConfigMap
+		require.NoError(t, e.c.Get(e.ctx, cmName, &cm))
+		return &cm
+	}
+	hostsOf := func(n int) string {
+		s := ""
+		for i := 0; i < n; i++ {
+			s += fmt.Sprintf("%s.%s slots=2\n", w(i), name)
+		}
+		return s
+	}
+	require.Equal(t, hostsOf(3), configMap().Data["hostfile"])
 	scale := func(n int32) {
 		// The controller writes the job's status meanwhile: retry on a conflict, as kubectl would.
 		require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -182,20 +214,69 @@ func TestJobElasticDeepSpeed(t *testing.T) {
 			return e.c.Update(e.ctx, dj)
 		}))
 	}
-	scale(2)
-	e.waitPods(name, w(0), w(1))
-	e.eventually("hostfile of 2", func() bool {
-		return hostfile() == "neox-elastic-worker-0.neox-elastic slots=2\nneox-elastic-worker-1.neox-elastic slots=2\n"
-	})
-	e.runAll(w(0), w(1))
+	e.runAll(w(0), w(1), w(2))
 	e.waitPhase(job, batch.JobRunning)
-	scale(3)
-	e.waitPods(name, w(0), w(1), w(2))
-	e.eventually("hostfile of 3", func() bool {
-		return len(hostfile()) > 0 && hostfile()[len(hostfile())-len("worker-2.neox-elastic slots=2\n"):] == "worker-2.neox-elastic slots=2\n"
+	uids := map[string]types.UID{}
+	for _, p := range e.pods(name) {
+		uids[p.Name] = p.UID
+	}
+	unchanged := func() bool {
+		for _, i := range []int{0, 1} {
+			if p := e.pod(w(i)); p.UID != uids[w(i)] || p.DeletionTimestamp != nil {
+				return false
+			}
+		}
+		return true
+	}
+
+	// 3→2: the hostfile shrinks first; worker-2 stays while worker-0 has not acknowledged.
+	scale(2)
+	e.eventually("hostfile of 2", func() bool { return configMap().Data["hostfile"] == hostsOf(2) })
+	stamp, err := time.Parse(time.RFC3339, configMap().Annotations[workloads.AnnotationUpdatedAt])
+	require.NoError(t, err, "the ConfigMap says when its hostfile changed")
+	e.holds("worker-2 kept until worker-0 acknowledges", 2*time.Second, func() bool {
+		p := &corev1.Pod{}
+		return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: w(2)}, p) == nil && p.DeletionTimestamp == nil
 	})
-	st := e.waitJob(job, "three replicas in status", func(s *batch.JobStatus) bool { return len(s.Tasks[0].Replicas) == 3 })
+	// The kubelet refreshes the mount, the supervisor creates its marker and the probe fails...
+	e.setReady(w(0), corev1.ConditionFalse)
+	e.holds("worker-2 kept while worker-0 relaunches", time.Second, func() bool {
+		p := &corev1.Pod{}
+		return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: w(2)}, p) == nil && p.DeletionTimestamp == nil
+	})
+	// ...and passes once the launcher runs on the two hosts (the supervisor holds the marker for
+	// 5 s, so a real acknowledgement always comes in a later second than the stamp).
+	for !time.Now().Truncate(time.Second).After(stamp) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.setReady(w(0), corev1.ConditionTrue)
+	e.waitPods(name, w(0), w(1))
+	require.True(t, unchanged(), "worker-0 and worker-1 are the same pods")
+	e.eventually("the acknowledgement's event", func() bool {
+		var events corev1.EventList
+		require.NoError(t, e.c.List(e.ctx, &events, client.InNamespace(e.ns)))
+		for _, ev := range events.Items {
+			if ev.InvolvedObject.Name == name && ev.Reason == "ScaleDownAcknowledged" && ev.Type == corev1.EventTypeNormal &&
+				strings.Contains(ev.Message, w(2)) {
+				return true
+			}
+		}
+		return false
+	})
+
+	// 2→4: the new pods come, and the hostfile lists them at once (the supervisor waits for their
+	// sshd before it relaunches).
+	scale(4)
+	e.waitPods(name, w(0), w(1), w(2), w(3))
+	e.eventually("hostfile of 4", func() bool { return configMap().Data["hostfile"] == hostsOf(4) })
+	e.runAll(w(2), w(3))
+	st := e.waitJob(job, "four replicas in status", func(s *batch.JobStatus) bool {
+		return len(s.Tasks) == 1 && len(s.Tasks[0].Replicas) == 4 && s.Aggregate != nil && s.Aggregate.Running == 4
+	})
+	require.True(t, unchanged(), "worker-0 and worker-1 are the same pods")
+	require.Equal(t, batch.JobRunning, st.Phase)
 	require.Equal(t, int32(0), st.BackoffCount, "scaling is not a restart")
+	require.Equal(t, int32(0), st.Tasks[0].RestartCount, "scaling is not a restart")
 }
 
 // TestJobControllerRestartNoDuplicates stops the controllers while they are creating a large

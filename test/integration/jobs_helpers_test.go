@@ -198,10 +198,38 @@ func (e *jobEnv) setPhase(name string, phase corev1.PodPhase, exitCode int32) {
 			}
 			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, cs)
 		}
-		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, LastTransitionTime: metav1.Now()}}
 		return e.c.Status().Update(e.ctx, p) == nil, nil
 	})
 	require.NoError(e.t, err, "setting %s %s", name, phase)
+}
+
+// setReady sets a running pod's Ready condition as the kubelet does when its readiness probe
+// starts failing or passing: the status changes, with the time of the transition.
+func (e *jobEnv) setReady(name string, status corev1.ConditionStatus) {
+	e.t.Helper()
+	err := wait.PollUntilContextTimeout(e.ctx, 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		p := &corev1.Pod{}
+		if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name}, p); err != nil {
+			return false, nil
+		}
+		ready := status == corev1.ConditionTrue
+		for i := range p.Status.ContainerStatuses {
+			p.Status.ContainerStatuses[i].Ready = ready
+		}
+		cond := corev1.PodCondition{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}
+		found := false
+		for i := range p.Status.Conditions {
+			if p.Status.Conditions[i].Type == corev1.PodReady {
+				p.Status.Conditions[i], found = cond, true
+			}
+		}
+		if !found {
+			p.Status.Conditions = append(p.Status.Conditions, cond)
+		}
+		return e.c.Status().Update(e.ctx, p) == nil, nil
+	})
+	require.NoError(e.t, err, "setting %s ready %s", name, status)
 }
 
 // runAll marks pods Running.

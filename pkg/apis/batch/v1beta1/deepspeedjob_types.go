@@ -21,14 +21,19 @@ import (
 )
 
 // DeepSpeedJobSpec is a DeepSpeed job: every worker runs sshd and worker-0 also runs the deepspeed
-// launcher, which reaches the others over pdsh. The paths /root/.ssh, /t9k/hostfile and
-// /root/.deepspeed_env in the worker container are reserved.
+// launcher, which reaches the others over pdsh. The paths /root/.ssh, /t9k/hostfile,
+// /root/.deepspeed_env and, in elastic jobs, /t9k/config (the hostfile's ConfigMap, which
+// /t9k/hostfile then links to) in the worker container are reserved.
 type DeepSpeedJobSpec struct {
 	CommonJobSpec `json:",inline"`
 	Worker        DeepSpeedWorker `json:"worker"`
 	// Config is how the launcher starts the program; a debug-mode job may leave it out.
 	// +optional
 	Config *DeepSpeedConfig `json:"config,omitempty"`
+	// Elastic runs expectedReplicas workers (within minReplicas and maxReplicas). When the count
+	// changes, worker-0 restarts the launcher on the new hosts once they answer on ssh (the
+	// program resumes from its checkpoint); the workers of a scale-down are removed once worker-0
+	// is ready again (it is not ready while it relaunches), or after 5 minutes.
 	// +optional
 	Elastic *ElasticConfig `json:"elastic,omitempty"`
 	// DisableCustomEnv stops the copy of the container's env into /root/.deepspeed_env, from where
