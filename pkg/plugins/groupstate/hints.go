@@ -7,9 +7,12 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/util"
+
+	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
 
 // Queueing hints shared by the t9k plugins. The scheduler calls a hint for every pod a plugin
@@ -80,9 +83,11 @@ func (s *State) QueuePodChangeMayHelp(_ klog.Logger, pod *v1.Pod, oldObj, newObj
 	}
 	leaving := LeavingPod(oldPod, newPod)
 	if leaving == nil && oldPod != nil && newPod != nil && !maps.Equal(oldPod.Labels, newPod.Labels) {
+		s.UpsertPod(newPod)
 		return fwk.Queue, nil // a pod moved between queues or groups
 	}
 	if leaving != nil && s.QueueOf(leaving) == s.QueueOf(pod) {
+		s.DeletePod(leaving) // its quota is free by the time the pod is retried
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil
@@ -129,10 +134,15 @@ func NodeChangeMayHelp(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Queuei
 	return fwk.QueueSkip, nil
 }
 
+// Hints that retry a pod because of a change this State tracks first apply that change to the
+// State (idempotently), so that the retried pod is judged by what woke it: the State's own
+// informers may deliver the same change after the scheduler's. That is what lets the plugins
+// wake pods through hints alone, with Activate only for a PreEnqueue gate that opens.
+
 // PodGroupSpecChanged is the hint of PodGroup events: only the pending pod's own PodGroup, when
 // it is new or its spec changed; a status write (the scheduler's conditions, the controllers'
 // counts) cannot help.
-func PodGroupSpecChanged(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+func (s *State) PodGroupSpecChanged(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
 	oldU, newU, err := util.As[*unstructured.Unstructured](oldObj, newObj)
 	if err != nil {
 		return fwk.Queue, err
@@ -143,12 +153,19 @@ func PodGroupSpecChanged(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.Qu
 	if k, ok := KeyOf(pod); !ok || k.Pod || k.Namespace != newU.GetNamespace() || k.Name != newU.GetName() {
 		return fwk.QueueSkip, nil
 	}
-	return specHint(oldU, newU), nil
+	h := specHint(oldU, newU)
+	if h == fwk.Queue {
+		var pg v1beta1.PodGroup
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(newU.Object, &pg); err == nil {
+			s.UpsertPodGroup(&pg)
+		}
+	}
+	return h, nil
 }
 
 // QueueSpecChanged is the hint of Queue events: a new Queue or a changed spec (opened, quota,
 // selectors); not its status.
-func QueueSpecChanged(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+func (s *State) QueueSpecChanged(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
 	oldU, newU, err := util.As[*unstructured.Unstructured](oldObj, newObj)
 	if err != nil {
 		return fwk.Queue, err
@@ -156,7 +173,14 @@ func QueueSpecChanged(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Queuein
 	if newU == nil {
 		return fwk.QueueSkip, nil
 	}
-	return specHint(oldU, newU), nil
+	h := specHint(oldU, newU)
+	if h == fwk.Queue {
+		var q v1beta1.Queue
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(newU.Object, &q); err == nil {
+			s.UpsertQueue(&q)
+		}
+	}
+	return h, nil
 }
 
 func specHint(oldU, newU *unstructured.Unstructured) fwk.QueueingHint {

@@ -2,11 +2,13 @@ package groupstate
 
 import (
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -119,7 +121,7 @@ func TestPodGroupSpecChanged(t *testing.T) {
 		if tc.old != nil {
 			oldObj = tc.old
 		}
-		got, err := PodGroupSpecChanged(klog.Background(), pending, oldObj, tc.new)
+		got, err := New().PodGroupSpecChanged(klog.Background(), pending, oldObj, tc.new)
 		if err != nil || got != tc.want {
 			t.Errorf("%s: hint = %v, %v; want %v", name, got, err, tc.want)
 		}
@@ -153,5 +155,48 @@ func TestPodLeavingWakesOnlyWhatItFrees(t *testing.T) {
 	}
 	if hint(gpuPod) != fwk.Queue {
 		t.Error("a GPU pod leaving did not wake a gang short of GPUs")
+	}
+}
+
+// A hint that retries a pod applies the change first: the State's own informers may deliver it
+// after the scheduler's, and the retried pod must be judged by what woke it.
+func TestHintsApplyTheChangeTheyRetryFor(t *testing.T) {
+	s := New()
+	s.UpsertQueue(quotaQueue("q", 10, "8"))
+	running := pod("r", "", "q", "", 8, "n1")
+	s.UpsertPod(running)
+	pending := pod("p", "", "q", "", 8, "")
+	if got := s.SortInfo(pending, time.Now()).DRS; got != 1 {
+		t.Fatalf("share with 8 of 8 GPUs in use = %v", got)
+	}
+	if h, err := s.QueuePodChangeMayHelp(klog.Background(), pending, running, nil); err != nil || h != fwk.Queue {
+		t.Fatalf("hint on the queue's pod leaving = %v, %v", h, err)
+	}
+	if got := s.SortInfo(pending, time.Now()).DRS; got != 0 {
+		t.Errorf("share after the hint = %v, want 0: the quota must be free before the retry", got)
+	}
+
+	pg := podGroup("g", "q", 2)
+	pg.Generation = 1
+	s.UpsertPodGroup(pg)
+	member := pod("g-0", "g", "", "", 1, "")
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldU := &unstructured.Unstructured{Object: u}
+	newU := oldU.DeepCopy()
+	newU.Object["spec"].(map[string]any)["minMember"] = int64(1)
+	newU.SetGeneration(2)
+	if h, err := s.PodGroupSpecChanged(klog.Background(), member, oldU, newU); err != nil || h != fwk.Queue {
+		t.Fatalf("hint on minMember 2 -> 1 = %v, %v", h, err)
+	}
+	if g, _ := s.Gang(member); g.MinMember != 1 {
+		t.Errorf("minMember after the hint = %d, want 1", g.MinMember)
+	}
+	// The State's own cache then delivers the old generation late: it must not undo the hint.
+	s.UpsertPodGroup(pg)
+	if g, _ := s.Gang(member); g.MinMember != 1 {
+		t.Errorf("minMember after a stale update = %d, want 1", g.MinMember)
 	}
 }

@@ -102,9 +102,9 @@ type State struct {
 
 	now    func() time.Time
 	status *statusWriter
-	// activate moves pods back to the scheduler's active queue (framework.Handle.Activate). The
-	// scheduler requeues pods on its own informers' events, which may run before ours have
-	// updated this State; so whenever a change here may unblock pods, we activate them ourselves.
+	// activate moves pods back to the scheduler's active queue (framework.Handle.Activate): used
+	// only for members PreEnqueue held, once their gate opens. Every other retry comes from a
+	// queueing hint, which applies its event to this State first (hints.go).
 	activate   func(map[string]*v1.Pod)
 	toActivate map[string]*v1.Pod
 	podLister  listersv1.PodLister
@@ -254,28 +254,7 @@ func (s *State) ReleaseHeld() {
 	}
 }
 
-// pendingLocked queues, for activation once the lock is released, the unassigned members of the
-// groups match selects.
-func (s *State) pendingLocked(match func(GroupKey) bool) {
-	if s.activate == nil {
-		return
-	}
-	for k, g := range s.groups {
-		if !match(k) {
-			continue
-		}
-		for _, e := range g.members {
-			if !e.assigned() {
-				if s.toActivate == nil {
-					s.toActivate = map[string]*v1.Pod{}
-				}
-				s.toActivate[e.pod.Namespace+"/"+e.pod.Name] = e.pod
-			}
-		}
-	}
-}
-
-// unlockAndActivate releases the lock, then activates what pendingLocked collected.
+// unlockAndActivate releases the lock, then activates what releaseHeldLocked collected.
 func (s *State) unlockAndActivate() {
 	pods := s.toActivate
 	s.toActivate = nil
@@ -295,10 +274,6 @@ func (s *State) DeletePod(pod *v1.Pod) {
 	e := s.pods[pod.UID]
 	if e == nil {
 		return
-	}
-	if freed := e.counted; freed != "" && s.hasQuotaLocked(freed) {
-		// Quota came free in that queue (a queue without quota has none to free).
-		s.pendingLocked(func(k GroupKey) bool { return s.queueOfKeyLocked(k) == freed })
 	}
 	s.subUsageLocked(e)
 	delete(s.pods, pod.UID)
@@ -399,15 +374,17 @@ func (s *State) UpsertPodGroup(pg *v1beta1.PodGroup) {
 	s.mu.Lock()
 	defer s.unlockAndActivate()
 	old := s.podGroups[nsName{pg.Namespace, pg.Name}]
+	if old != nil && old.UID == pg.UID && pg.Generation < old.Generation {
+		return // an older spec than the one held (a hint applied the newer one first)
+	}
 	s.podGroups[nsName{pg.Namespace, pg.Name}] = pg
 	key := GroupKey{Namespace: pg.Namespace, Name: pg.Name}
 	s.requeueGroupLocked(key)
 	// Only a new or changed spec (minMember, roles) can open PreEnqueue's gate; a status write
-	// (this scheduler's own conditions among them) must not wake the gang, or each failed
-	// attempt's condition would start the next attempt.
+	// (this scheduler's own conditions among them) must not. Pods past the gate are retried by
+	// the PodGroup hint.
 	if old == nil || !equality.Semantic.DeepEqual(old.Spec, pg.Spec) {
 		s.releaseHeldLocked(key)
-		s.pendingLocked(func(k GroupKey) bool { return k == key })
 	}
 }
 
@@ -447,14 +424,13 @@ func (s *State) UpsertQueue(q *v1beta1.Queue) {
 		}
 	}
 	s.mu.Lock()
-	defer s.unlockAndActivate()
-	old := s.queues[nsName{q.Namespace, q.Name}]
-	s.queues[nsName{q.Namespace, q.Name}] = info
-	// Only a new or changed spec can let the queue's pods in; its status (written on every
-	// member's change by the queue status controller) must not wake them.
-	if q.Namespace == s.queueNS && (old == nil || !equality.Semantic.DeepEqual(old.Queue.Spec, q.Spec)) {
-		s.pendingLocked(func(k GroupKey) bool { return s.queueOfKeyLocked(k) == q.Name })
+	defer s.mu.Unlock()
+	// The Queue hint retries the queue's pods on a spec change (not on its status, written on
+	// every member's change by the queue status controller).
+	if old := s.queues[nsName{q.Namespace, q.Name}]; old != nil && old.Queue.UID == q.UID && q.Generation < old.Queue.Generation {
+		return // an older spec than the one held (a hint applied the newer one first)
 	}
+	s.queues[nsName{q.Namespace, q.Name}] = info
 }
 
 // SetShort records what the gang's last failed fit lacked (nil: it fitted, or failed otherwise).
@@ -464,24 +440,6 @@ func (s *State) SetShort(key GroupKey, short []v1.ResourceName) {
 	if g := s.groups[key]; g != nil {
 		g.short = short
 	}
-}
-
-// hasQuotaLocked says whether the queue limits anything.
-func (s *State) hasQuotaLocked(queue string) bool {
-	q := s.queues[nsName{s.queueNS, queue}]
-	return q != nil && len(q.Queue.Spec.QuotaRequests()) > 0
-}
-
-// queueOfKeyLocked is the queue of a group (of any member for a group without PodGroup).
-func (s *State) queueOfKeyLocked(k GroupKey) string {
-	g := s.groups[k]
-	if g == nil {
-		return ""
-	}
-	for _, e := range g.members {
-		return s.queueOfLocked(e)
-	}
-	return ""
 }
 
 // DeleteQueue records a Queue deletion.

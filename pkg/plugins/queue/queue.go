@@ -84,8 +84,8 @@ var (
 // EventsToRegister: a queue opened or changed, quota freed by a pod leaving, a node (selector).
 func (q *Queue) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
-		{Event: fwk.ClusterEvent{Resource: queueEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: groupstate.QueueSpecChanged},
-		{Event: fwk.ClusterEvent{Resource: podGroupEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: groupstate.PodGroupSpecChanged},
+		{Event: fwk.ClusterEvent{Resource: queueEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: q.state.QueueSpecChanged},
+		{Event: fwk.ClusterEvent{Resource: podGroupEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: q.state.PodGroupSpecChanged},
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete | fwk.Update}, QueueingHintFn: q.state.QueuePodChangeMayHelp},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: groupstate.NodeChangeMayHelp},
 	}, nil

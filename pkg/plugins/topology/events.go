@@ -26,7 +26,7 @@ func (p *Topology) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHi
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete | fwk.Update}, QueueingHintFn: p.gpusFreed},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: groupstate.NodeChangeMayHelp},
-		{Event: fwk.ClusterEvent{Resource: gang.PodGroupEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: groupstate.PodGroupSpecChanged},
+		{Event: fwk.ClusterEvent{Resource: gang.PodGroupEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: p.groups.PodGroupSpecChanged},
 	}, nil
 }
 
@@ -37,10 +37,21 @@ func (p *Topology) gpusFreed(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.
 	if err != nil {
 		return fwk.Queue, err
 	}
+	// The GPU cache is fed by its own handler on the same informer, which may run after this
+	// hint: apply the event first (idempotent), so the retried pod plans on the freed GPUs.
+	apply := func() {
+		if newPod == nil {
+			p.onPod(oldPod, true)
+		} else {
+			p.onPod(newPod, false)
+		}
+	}
 	if leaving := groupstate.LeavingPod(oldPod, newPod); leaving != nil && podGPUs(leaving, p.resource) > 0 {
+		apply()
 		return fwk.Queue, nil
 	}
 	if newPod == nil && oldPod != nil && oldPod.Spec.NodeName == "" && oldPod.Labels[schedv1beta1.LabelGroupName] != "" && podGPUs(oldPod, p.resource) > 0 {
+		apply()
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil

@@ -12,7 +12,7 @@ import (
 )
 
 func TestTopologyHints(t *testing.T) {
-	p := &Topology{resource: "nvidia.com/gpu"}
+	p := &Topology{resource: "nvidia.com/gpu", cache: newGPUCache(levels, gpuRes)}
 	pod := func(node string, gpus int64, phase v1.PodPhase) *v1.Pod {
 		req := v1.ResourceList{v1.ResourceCPU: resource.MustParse("1")}
 		if gpus > 0 {
@@ -50,5 +50,27 @@ func TestTopologyHints(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("%s: hint = %v, %v; want %v", name, got, err, tc.want)
 		}
+	}
+}
+
+// A hint that retries pods for freed GPUs applies the event to the GPU cache first: the cache's
+// own handler on the informer may run after the scheduler's, and the retried gang must plan on
+// the freed GPUs.
+func TestGPUsFreedHintAppliesTheDeletionFirst(t *testing.T) {
+	p := &Topology{resource: gpuRes, cache: newGPUCache(levels, gpuRes)}
+	p.cache.upsertNode(testNode("n0", "b0", "s0", 8))
+	p.cache.upsertDevices(pairedDevices("n0"))
+	running := gpuPod("busy", "busy", "n0", 8, "")
+	p.cache.observePod(running)
+	free, _ := p.cache.freeOn("n0")
+	if free != 0 {
+		t.Fatalf("free before = %d", free)
+	}
+	got, err := p.gpusFreed(klog.Background(), gpuPod("pending", "pending", "", 8, ""), running, nil)
+	if err != nil || got != fwk.Queue {
+		t.Fatalf("hint = %v, %v", got, err)
+	}
+	if free, _ := p.cache.freeOn("n0"); free != 8 {
+		t.Errorf("free after the hint = %d, want 8 (the hint must not wait for the cache's own handler)", free)
 	}
 }
