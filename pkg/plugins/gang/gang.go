@@ -162,30 +162,16 @@ func (g *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, no
 	if len(toPlace) <= 1 {
 		return nil, nil
 	}
-	inFlight := g.state.InFlight(key)
-	ver := groupstate.FitVersion{Nodes: len(nodes), InFlight: len(inFlight), Members: len(toPlace)}
-	for _, ni := range nodes {
-		ver.MaxGeneration = max(ver.MaxGeneration, ni.GetGeneration())
+	if g.state.Planned(toPlace) {
+		// T9kTopology's PreFilter, next, places the whole gang (GPUs, CPU and memory, the same
+		// node rules) and holds what it planned: a fit over every node here would repeat it. If
+		// its plan fails it runs this same fit for the reason.
+		return nil, nil
 	}
-	if msg, ok := g.state.FitFailure(key, ver); ok {
-		// Nothing changed since a sibling found the whole gang does not fit: fail fast.
+	if msg := g.state.FitWhole(key, toPlace, nodes); msg != "" {
 		g.state.RecordPending(cs, key, v1beta1.ReasonUnschedulable, msg)
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
-	fitter := g.state.NewFitter(nodes, nil)
-	// Gangs already half placed get their remaining room first: taking it would deadlock both.
-	for _, m := range inFlight {
-		fitter.Place(m)
-	}
-	_, why := fitter.PlaceAll(toPlace)
-	g.state.SetShort(key, fitter.Short())
-	if why != "" {
-		msg := fmt.Sprintf("cannot place the %d pods the gang needs at once ({%s} in all): %s", len(toPlace), groupstate.Requests(toPlace), why)
-		g.state.SetFitFailure(key, ver, msg)
-		g.state.RecordPending(cs, key, v1beta1.ReasonUnschedulable, msg)
-		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
-	}
-	g.state.SetFitFailure(key, ver, "")
 	klog.FromContext(ctx).V(4).Info("Gang fits", "podGroup", key, "members", len(toPlace))
 	return nil, nil
 }

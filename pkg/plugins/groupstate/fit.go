@@ -162,6 +162,63 @@ func (s *State) Eligible(pod *v1.Pod, n *v1.Node) bool {
 	return ok
 }
 
+// FitWhole checks that the members to place fit on the nodes all at once, after what other
+// gangs have in flight (a gang half placed keeps its room: taking it would deadlock both), and
+// returns why not ("" when they fit). A failure is remembered with the cluster state it saw
+// (FitVersion), so the gang's other members fail at once until something changes; what the gang
+// lacked is kept for the hints (SetShort).
+func (s *State) FitWhole(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo) string {
+	inFlight := s.InFlight(key)
+	ver := FitVersion{Nodes: len(nodes), InFlight: len(inFlight), Members: len(toPlace)}
+	for _, ni := range nodes {
+		ver.MaxGeneration = max(ver.MaxGeneration, ni.GetGeneration())
+	}
+	if msg, ok := s.FitFailure(key, ver); ok {
+		return msg
+	}
+	f := s.NewFitter(nodes, nil)
+	for _, m := range inFlight {
+		f.Place(m)
+	}
+	_, why := f.PlaceAll(toPlace)
+	s.SetShort(key, f.Short())
+	msg := ""
+	if why != "" {
+		msg = fmt.Sprintf("cannot place the %d pods the gang needs at once ({%s} in all): %s", len(toPlace), Requests(toPlace), why)
+	}
+	s.SetFitFailure(key, ver, msg)
+	return msg
+}
+
+// EligibleFunc is Eligible for many nodes: what depends only on the pod (its queue, its required
+// node affinity) is worked out once.
+func (s *State) EligibleFunc(pod *v1.Pod) func(n *v1.Node) bool {
+	q := s.queueFor(pod)
+	aff := nodeaffinity.GetRequiredNodeAffinity(pod)
+	hasAff := len(pod.Spec.NodeSelector) > 0 || (pod.Spec.Affinity != nil && pod.Spec.Affinity.NodeAffinity != nil)
+	return func(n *v1.Node) bool {
+		if n.Spec.Unschedulable {
+			return false
+		}
+		if q != nil && q.NodeSelector != nil && !q.NodeSelector.Matches(labels.Set(n.Labels)) {
+			return false
+		}
+		if len(n.Spec.Taints) > 0 {
+			if _, bad := corev1helpers.FindMatchingUntoleratedTaint(n.Spec.Taints, pod.Spec.Tolerations, func(t *v1.Taint) bool {
+				return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
+			}); bad {
+				return false
+			}
+		}
+		if hasAff {
+			if ok, _ := aff.Match(n); !ok {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // eligibleOn says whether pod may run on n at all, and if not, why (a short phrase for counting).
 func eligibleOn(pod *v1.Pod, q *QueueInfo, n *v1.Node) (bool, string) {
 	if n.Spec.Unschedulable {

@@ -91,7 +91,10 @@ type group struct {
 // State is shared by the t9k plugins of one scheduler profile. Its methods are safe for concurrent
 // use.
 type State struct {
-	mu        sync.RWMutex
+	mu sync.RWMutex
+	// planner is the resource whose gangs a topology planner in this profile places as a whole
+	// (T9kTopology: GPUs); "" when none does.
+	planner   v1.ResourceName
 	queueNS   string
 	groups    map[GroupKey]*group
 	pods      map[types.UID]*podEntry
@@ -431,6 +434,31 @@ func (s *State) UpsertQueue(q *v1beta1.Queue) {
 		return // an older spec than the one held (a hint applied the newer one first)
 	}
 	s.queues[nsName{q.Namespace, q.Name}] = info
+}
+
+// SetPlanner records that a plugin of this profile plans every gang whose members all request
+// resource as a whole in its PreFilter (T9kTopology), checking their placement, CPU and memory.
+func (s *State) SetPlanner(resource v1.ResourceName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.planner = resource
+}
+
+// Planned says whether the planner places these members as a whole, so that a second whole-gang
+// fit over every node would only repeat its work.
+func (s *State) Planned(ms []Member) bool {
+	s.mu.RLock()
+	r := s.planner
+	s.mu.RUnlock()
+	if r == "" || len(ms) == 0 {
+		return false
+	}
+	for _, m := range ms {
+		if m.Requests[r] <= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // SetShort records what the gang's last failed fit lacked (nil: it fitted, or failed otherwise).

@@ -324,3 +324,44 @@ func TestPreemptibleBelow(t *testing.T) {
 		t.Error("a preemptible lower queue with no pods left is still a candidate")
 	}
 }
+
+// EligibleFunc, which works out the pod's side once, answers as Eligible does for every node.
+func TestEligibleFuncAgreesWithEligible(t *testing.T) {
+	s := New()
+	sel := quotaQueue("sel", 1, "")
+	sel.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "a"}}
+	s.UpsertQueue(sel)
+	s.UpsertQueue(quotaQueue("any", 1, ""))
+	var nodes []*v1.Node
+	for _, pool := range []string{"a", "b", ""} {
+		for _, taint := range []string{"", "gpu"} {
+			for _, cordoned := range []bool{false, true} {
+				n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: pool + taint, Labels: map[string]string{}}, Spec: v1.NodeSpec{Unschedulable: cordoned}}
+				if pool != "" {
+					n.Labels["pool"] = pool
+				}
+				if taint != "" {
+					n.Spec.Taints = []v1.Taint{{Key: taint, Effect: v1.TaintEffectNoSchedule}}
+				}
+				nodes = append(nodes, n)
+			}
+		}
+	}
+	var pods []*v1.Pod
+	for _, q := range []string{"sel", "any"} {
+		plain := pod("p-"+q, "", q, "", 1, "")
+		tolerant := pod("t-"+q, "", q, "", 1, "")
+		tolerant.Spec.Tolerations = []v1.Toleration{{Key: "gpu", Operator: v1.TolerationOpExists}}
+		pinned := pod("n-"+q, "", q, "", 1, "")
+		pinned.Spec.NodeSelector = map[string]string{"pool": "b"}
+		pods = append(pods, plain, tolerant, pinned)
+	}
+	for _, p := range pods {
+		f := s.EligibleFunc(p)
+		for _, n := range nodes {
+			if got, want := f(n), s.Eligible(p, n); got != want {
+				t.Errorf("pod %s on node %q (cordoned %v): EligibleFunc %v, Eligible %v", p.Name, n.Name, n.Spec.Unschedulable, got, want)
+			}
+		}
+	}
+}

@@ -109,6 +109,8 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		resource: v1.ResourceName(args.GPUResource), nicRes: v1.ResourceName(args.NICResource)}
 	p.cache = newGPUCache(args.Levels, p.resource)
 	p.res = newReservations()
+	// Our PreFilter plans GPU gangs as a whole: T9kGang need not fit them over every node again.
+	groups.SetPlanner(p.resource)
 	if err := p.watch(ctx); err != nil {
 		return nil, err
 	}
@@ -279,6 +281,15 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 	if err != nil {
 		var unsched *topology.UnschedulableError
 		if errors.As(err, &unsched) {
+			if msg := p.groups.FitWhole(gang.Key, members, nodes); msg != "" {
+				// The gang does not fit even ignoring topology (T9kGang left this fit to us): the
+				// resource reason, which names what is short, as T9kGang would have given it.
+				p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonUnschedulable, msg)
+				return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+			}
+			// It fits but not in one domain: GPUs coming free (on a node with room for a
+			// member) are what can help; T9kGang's hint reads this.
+			p.groups.SetShort(gang.Key, []v1.ResourceName{p.resource, v1.ResourceCPU, v1.ResourceMemory})
 			// The planner's reason is the one a person can act on ("needs 40 GPUs (5 pods x 8) in
 			// one block; best block b1 has 32 free"): put it on the PodGroup before a generic one.
 			// A Required level that no domain can satisfy is not for preemption to fix (its victim
@@ -323,44 +334,27 @@ func (p *Topology) checkLevel(cs fwk.CycleState, pod *v1.Pod) *fwk.Status {
 // (its queue's nodeSelector, taints, node affinity, cordoned: the gang plugin's rules) and those
 // without the CPU and memory one member asks for. Members of one gang share their template in
 // practice, so the first member speaks for all; the real Filter plugins still check each one.
-// A node is judged when the planner first asks about it (only nodes of the domains it tries to
-// pack), not all of them up front: at 5000 nodes a full pass cost more than the plan.
+// One pass over the snapshot's slice, keeping only the (usually few) excluded names: the planner
+// asks about every node of the domains it packs, all of them for a gang without a policy.
 func (p *Topology) excluded(pod *v1.Pod, nodes []fwk.NodeInfo) func(string) bool {
 	req := groupstate.PodRequests(pod)
-	var byName map[string]fwk.NodeInfo // built on first use when there is no snapshot lister
-	lookup := func(name string) fwk.NodeInfo {
-		if p.handle != nil {
-			if ni, err := p.handle.SnapshotSharedLister().NodeInfos().Get(name); err == nil {
-				return ni
-			}
-			return nil
+	cpu, mem := req[v1.ResourceCPU], req[v1.ResourceMemory]
+	eligible := p.groups.EligibleFunc(pod)
+	out := make(map[string]bool)
+	for _, ni := range nodes {
+		n := ni.Node()
+		if n == nil {
+			continue
 		}
-		if byName == nil {
-			byName = make(map[string]fwk.NodeInfo, len(nodes))
-			for _, ni := range nodes {
-				if n := ni.Node(); n != nil {
-					byName[n.Name] = ni
-				}
-			}
+		alloc, used := ni.GetAllocatable(), ni.GetRequested()
+		if alloc.GetMilliCPU()-used.GetMilliCPU() < cpu || alloc.GetMemory()-used.GetMemory() < mem || !eligible(n) {
+			out[n.Name] = true
 		}
-		return byName[name]
 	}
-	memo := make(map[string]bool)
-	return func(name string) bool {
-		if out, ok := memo[name]; ok {
-			return out
-		}
-		ni := lookup(name)
-		out := true
-		if ni != nil && ni.Node() != nil {
-			alloc, used := ni.GetAllocatable(), ni.GetRequested()
-			out = !p.groups.Eligible(pod, ni.Node()) ||
-				alloc.GetMilliCPU()-used.GetMilliCPU() < req[v1.ResourceCPU] ||
-				alloc.GetMemory()-used.GetMemory() < req[v1.ResourceMemory]
-		}
-		memo[name] = out
-		return out
+	if len(out) == 0 {
+		return nil
 	}
+	return func(name string) bool { return out[name] }
 }
 
 // policyOf maps the PodGroup's policy to the planner's; unset is None.
