@@ -83,11 +83,11 @@ func (s *State) QueuePodChangeMayHelp(_ klog.Logger, pod *v1.Pod, oldObj, newObj
 	}
 	leaving := LeavingPod(oldPod, newPod)
 	if leaving == nil && oldPod != nil && newPod != nil && !maps.Equal(oldPod.Labels, newPod.Labels) {
-		s.UpsertPod(newPod)
+		s.upsertPod(newPod, true)
 		return fwk.Queue, nil // a pod moved between queues or groups
 	}
 	if leaving != nil && s.QueueOf(leaving) == s.QueueOf(pod) {
-		s.DeletePod(leaving) // its quota is free by the time the pod is retried
+		s.deletePod(leaving, true) // its quota is free by the time the pod is retried
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil
@@ -137,7 +137,9 @@ func NodeChangeMayHelp(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Queuei
 // Hints that retry a pod because of a change this State tracks first apply that change to the
 // State (idempotently), so that the retried pod is judged by what woke it: the State's own
 // informers may deliver the same change after the scheduler's. That is what lets the plugins
-// wake pods through hints alone, with Activate only for a PreEnqueue gate that opens.
+// wake pods through hints alone, with Activate only for a PreEnqueue gate that opens. The
+// scheduler holds its queue's lock while it calls a hint: an update made here never calls
+// Activate (which takes that lock) before returning.
 
 // PodGroupSpecChanged is the hint of PodGroup events: only the pending pod's own PodGroup, when
 // it is new or its spec changed; a status write (the scheduler's conditions, the controllers'
@@ -157,7 +159,7 @@ func (s *State) PodGroupSpecChanged(_ klog.Logger, pod *v1.Pod, oldObj, newObj a
 	if h == fwk.Queue {
 		var pg v1beta1.PodGroup
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(newU.Object, &pg); err == nil {
-			s.UpsertPodGroup(&pg)
+			s.upsertPodGroup(&pg, true)
 		}
 	}
 	return h, nil

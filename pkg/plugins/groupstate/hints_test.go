@@ -1,6 +1,7 @@
 package groupstate
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -198,5 +199,51 @@ func TestHintsApplyTheChangeTheyRetryFor(t *testing.T) {
 	s.UpsertPodGroup(pg)
 	if g, _ := s.Gang(member); g.MinMember != 1 {
 		t.Errorf("minMember after a stale update = %d, want 1", g.MinMember)
+	}
+}
+
+// The scheduler calls hints with its scheduling queue locked, and Activate takes that lock: a
+// hint whose update opens a PreEnqueue gate must activate only after it returned. (Calling
+// Activate from inside the hint deadlocked the scheduler in the 5000-node stream.)
+func TestHintsNeverActivateWhileTheQueueIsLocked(t *testing.T) {
+	s := New()
+	var queueLock sync.Mutex
+	activated := make(chan string, 10)
+	s.activate = func(pods map[string]*v1.Pod) {
+		queueLock.Lock()
+		defer queueLock.Unlock()
+		for k := range pods {
+			activated <- k
+		}
+	}
+	held := pod("m0", "g", "q", "", 1, "")
+	s.UpsertPod(held)
+	s.Hold(held) // no PodGroup yet: the gate is shut
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(podGroup("g", "q", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan fwk.QueueingHint)
+	go func() {
+		queueLock.Lock()
+		defer queueLock.Unlock()
+		h, _ := s.PodGroupSpecChanged(klog.Background(), held, nil, &unstructured.Unstructured{Object: u})
+		returned <- h
+	}()
+	select {
+	case h := <-returned:
+		if h != fwk.Queue {
+			t.Fatalf("hint on the gang's PodGroup created = %v", h)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hint blocked: it activated while the scheduler's queue was locked")
+	}
+	select {
+	case k := <-activated:
+		if k != "ns/m0" {
+			t.Errorf("activated %q, want ns/m0", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held member was never activated once its gate opened")
 	}
 }

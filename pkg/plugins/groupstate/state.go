@@ -155,17 +155,20 @@ func terminal(p *v1.Pod) bool {
 }
 
 // UpsertPod records a pod add or update from the informer.
-func (s *State) UpsertPod(pod *v1.Pod) {
+func (s *State) UpsertPod(pod *v1.Pod) { s.upsertPod(pod, false) }
+
+// upsertPod is UpsertPod; fromHint: called inside a queueing hint (see unlockAndActivate).
+func (s *State) upsertPod(pod *v1.Pod, fromHint bool) {
 	key, ok := KeyOf(pod)
 	if !ok {
 		return
 	}
 	if terminal(pod) {
-		s.DeletePod(pod)
+		s.deletePod(pod, fromHint)
 		return
 	}
 	s.mu.Lock()
-	defer s.unlockAndActivate()
+	defer s.unlockAndActivate(fromHint)
 	e := s.pods[pod.UID]
 	if e == nil {
 		e = &podEntry{key: key}
@@ -251,26 +254,35 @@ func (s *State) releaseHeldLocked(key GroupKey) {
 // missed; the scheduler runs it periodically.
 func (s *State) ReleaseHeld() {
 	s.mu.Lock()
-	defer s.unlockAndActivate()
+	defer s.unlockAndActivate(false)
 	for key := range s.held {
 		s.releaseHeldLocked(key)
 	}
 }
 
-// unlockAndActivate releases the lock, then activates what releaseHeldLocked collected.
-func (s *State) unlockAndActivate() {
+// unlockAndActivate releases the lock, then activates what releaseHeldLocked collected. Inside a
+// queueing hint (fromHint) the activation goes to its own goroutine: the scheduler calls hints
+// with its scheduling queue locked, and Activate takes that lock.
+func (s *State) unlockAndActivate(fromHint bool) {
 	pods := s.toActivate
 	s.toActivate = nil
 	s.mu.Unlock()
-	if len(pods) > 0 {
-		s.activate(pods)
+	if len(pods) == 0 {
+		return
 	}
+	if fromHint {
+		go s.activate(pods)
+		return
+	}
+	s.activate(pods)
 }
 
 // DeletePod records a pod deletion (or its move to a terminal phase).
-func (s *State) DeletePod(pod *v1.Pod) {
+func (s *State) DeletePod(pod *v1.Pod) { s.deletePod(pod, false) }
+
+func (s *State) deletePod(pod *v1.Pod, fromHint bool) {
 	s.mu.Lock()
-	defer s.unlockAndActivate()
+	defer s.unlockAndActivate(fromHint)
 	if key, ok := KeyOf(pod); ok {
 		s.unholdLocked(key, pod.UID)
 	}
@@ -373,9 +385,11 @@ func (s *State) subUsageLocked(e *podEntry) {
 }
 
 // UpsertPodGroup records a PodGroup add or update.
-func (s *State) UpsertPodGroup(pg *v1beta1.PodGroup) {
+func (s *State) UpsertPodGroup(pg *v1beta1.PodGroup) { s.upsertPodGroup(pg, false) }
+
+func (s *State) upsertPodGroup(pg *v1beta1.PodGroup, fromHint bool) {
 	s.mu.Lock()
-	defer s.unlockAndActivate()
+	defer s.unlockAndActivate(fromHint)
 	old := s.podGroups[nsName{pg.Namespace, pg.Name}]
 	if old != nil && old.UID == pg.UID && pg.Generation < old.Generation {
 		return // an older spec than the one held (a hint applied the newer one first)
