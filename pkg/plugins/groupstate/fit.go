@@ -3,6 +3,7 @@ package groupstate
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -137,8 +138,9 @@ func (f *Fitter) eligibilityOf(pod *v1.Pod) *eligibility {
 		}
 	}
 	e := &eligibility{pod: pod, queue: q, ok: make([]bool, len(f.nodes)), why: make([]string, len(f.nodes))}
+	rules := rulesFor(pod, q)
 	for i := range f.nodes {
-		e.ok[i], e.why[i] = eligibleOn(pod, q, f.nodes[i].node)
+		e.ok[i], e.why[i] = rules.check(f.nodes[i].node)
 		if e.ok[i] {
 			e.n++
 		}
@@ -147,7 +149,7 @@ func (f *Fitter) eligibilityOf(pod *v1.Pod) *eligibility {
 	return e
 }
 
-// sameConstraints: the fields eligibleOn reads from the pod are equal.
+// sameConstraints: the fields nodeRules reads from the pod are equal.
 func sameConstraints(a, b *v1.Pod) bool {
 	return a == b || (maps.Equal(a.Spec.NodeSelector, b.Spec.NodeSelector) &&
 		equality.Semantic.DeepEqual(a.Spec.Tolerations, b.Spec.Tolerations) &&
@@ -158,7 +160,7 @@ func sameConstraints(a, b *v1.Pod) bool {
 // its queue's nodeSelector, taints, required node affinity), so that other plugins planning for the
 // pod (the topology planner) leave out the same nodes.
 func (s *State) Eligible(pod *v1.Pod, n *v1.Node) bool {
-	ok, _ := eligibleOn(pod, s.queueFor(pod), n)
+	ok, _ := rulesFor(pod, s.queueFor(pod)).check(n)
 	return ok
 }
 
@@ -193,47 +195,50 @@ func (s *State) FitWhole(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo) s
 // EligibleFunc is Eligible for many nodes: what depends only on the pod (its queue, its required
 // node affinity) is worked out once.
 func (s *State) EligibleFunc(pod *v1.Pod) func(n *v1.Node) bool {
-	q := s.queueFor(pod)
-	aff := nodeaffinity.GetRequiredNodeAffinity(pod)
-	hasAff := len(pod.Spec.NodeSelector) > 0 || (pod.Spec.Affinity != nil && pod.Spec.Affinity.NodeAffinity != nil)
+	rules := rulesFor(pod, s.queueFor(pod))
 	return func(n *v1.Node) bool {
-		if n.Spec.Unschedulable {
-			return false
-		}
-		if q != nil && q.NodeSelector != nil && !q.NodeSelector.Matches(labels.Set(n.Labels)) {
-			return false
-		}
-		if len(n.Spec.Taints) > 0 {
-			if _, bad := corev1helpers.FindMatchingUntoleratedTaint(n.Spec.Taints, pod.Spec.Tolerations, func(t *v1.Taint) bool {
-				return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
-			}); bad {
-				return false
-			}
-		}
-		if hasAff {
-			if ok, _ := aff.Match(n); !ok {
-				return false
-			}
-		}
-		return true
+		ok, _ := rules.check(n)
+		return ok
 	}
 }
 
-// eligibleOn says whether pod may run on n at all, and if not, why (a short phrase for counting).
-func eligibleOn(pod *v1.Pod, q *QueueInfo, n *v1.Node) (bool, string) {
+// nodeRules decides whether a pod may run on a node at all: not cordoned, matching its queue's
+// nodeSelector, its taints tolerated, matching its required node affinity. The pod's side is
+// worked out once, for checking many nodes.
+type nodeRules struct {
+	pod      *v1.Pod
+	queue    *QueueInfo
+	aff      nodeaffinity.RequiredNodeAffinity
+	hasAff   bool
+	queueWhy string
+}
+
+func rulesFor(pod *v1.Pod, q *QueueInfo) *nodeRules {
+	r := &nodeRules{pod: pod, queue: q, aff: nodeaffinity.GetRequiredNodeAffinity(pod),
+		hasAff: len(pod.Spec.NodeSelector) > 0 || (pod.Spec.Affinity != nil && pod.Spec.Affinity.NodeAffinity != nil)}
+	if q != nil && q.NodeSelector != nil {
+		r.queueWhy = fmt.Sprintf("not matching queue %s's nodeSelector", q.Queue.Name)
+	}
+	return r
+}
+
+// check says whether the pod may run on n at all, and if not, why (a short phrase for counting).
+func (r *nodeRules) check(n *v1.Node) (bool, string) {
 	if n.Spec.Unschedulable {
 		return false, "unschedulable"
 	}
-	if q != nil && q.NodeSelector != nil && !q.NodeSelector.Matches(labels.Set(n.Labels)) {
-		return false, fmt.Sprintf("not matching queue %s's nodeSelector", q.Queue.Name)
+	if r.queueWhy != "" && !r.queue.NodeSelector.Matches(labels.Set(n.Labels)) {
+		return false, r.queueWhy
 	}
-	if _, bad := corev1helpers.FindMatchingUntoleratedTaint(n.Spec.Taints, pod.Spec.Tolerations, func(t *v1.Taint) bool {
+	if _, bad := corev1helpers.FindMatchingUntoleratedTaint(n.Spec.Taints, r.pod.Spec.Tolerations, func(t *v1.Taint) bool {
 		return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
 	}); bad {
 		return false, "with an untolerated taint"
 	}
-	if ok, _ := nodeaffinity.GetRequiredNodeAffinity(pod).Match(n); !ok {
-		return false, "not matching the pod's node selector/affinity"
+	if r.hasAff {
+		if ok, _ := r.aff.Match(n); !ok {
+			return false, "not matching the pod's node selector/affinity"
+		}
 	}
 	return true, ""
 }
@@ -269,7 +274,8 @@ func (f *Fitter) Place(m Member) (string, string) {
 			wants = append(wants, want{f.dim(name), v})
 		}
 	}
-	f.scratch = append(f.scratch[:0], make([]int64, len(f.dims))...)
+	f.scratch = slices.Grow(f.scratch[:0], len(f.dims))[:len(f.dims)]
+	clear(f.scratch)
 	maxFree := f.scratch
 	best := -1
 	for i := range f.nodes {
