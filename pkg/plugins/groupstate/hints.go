@@ -156,7 +156,7 @@ func (s *State) PodGroupSpecChanged(_ klog.Logger, pod *v1.Pod, oldObj, newObj a
 		return fwk.QueueSkip, nil
 	}
 	h := specHint(oldU, newU)
-	if h == fwk.Queue {
+	if h == fwk.Queue && !s.holds(newU) {
 		var pg v1beta1.PodGroup
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(newU.Object, &pg); err == nil {
 			s.upsertPodGroup(&pg, true)
@@ -176,13 +176,31 @@ func (s *State) QueueSpecChanged(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (
 		return fwk.QueueSkip, nil
 	}
 	h := specHint(oldU, newU)
-	if h == fwk.Queue {
+	if h == fwk.Queue && !s.holds(newU) {
 		var q v1beta1.Queue
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(newU.Object, &q); err == nil {
 			s.UpsertQueue(&q)
 		}
 	}
 	return h, nil
+}
+
+// holds says whether the State already has this very version of a PodGroup or Queue: the
+// scheduler calls a hint once per pending pod for the same event, and only the first call needs
+// to apply it.
+func (s *State) holds(u *unstructured.Unstructured) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rv, at := u.GetResourceVersion(), nsName{u.GetNamespace(), u.GetName()}
+	switch u.GetKind() {
+	case "PodGroup":
+		pg := s.podGroups[at]
+		return pg != nil && rv != "" && pg.ResourceVersion == rv
+	case "Queue":
+		q := s.queues[at]
+		return q != nil && rv != "" && q.Queue.ResourceVersion == rv
+	}
+	return false
 }
 
 func specHint(oldU, newU *unstructured.Unstructured) fwk.QueueingHint {
