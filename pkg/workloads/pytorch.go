@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -37,7 +36,6 @@ func (j pytorchJob) TensorBoard() *batch.TensorBoardSpec { return j.Spec.Tensorb
 func (j pytorchJob) TensorBoardStatus() **batch.DependentStatus {
 	return &j.PyTorchTrainingJob.Status.Tensorboard
 }
-func (j pytorchJob) OwnedTypes() []client.Object   { return []client.Object{&appsv1.Deployment{}} }
 func (j pytorchJob) Elastic() *batch.ElasticConfig { return j.Spec.Elastic }
 
 // ElasticType is the one replica type, or worker (node) beside a master.

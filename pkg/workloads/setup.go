@@ -3,6 +3,7 @@ package workloads
 import (
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,6 +54,9 @@ func setupKind(mgr ctrl.Manager, newJob func() Job) error {
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Service{}).
 		Owns(&schedv1.PodGroup{})
+	if _, ok := sample.(JobWithTensorBoard); ok {
+		b = b.Owns(&appsv1.Deployment{}) // the TensorBoard
+	}
 	if o, ok := sample.(JobWithOwnedTypes); ok {
 		for _, t := range o.OwnedTypes() {
 			b = b.Owns(t)

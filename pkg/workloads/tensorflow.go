@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -35,7 +34,6 @@ func (j tensorflowJob) TensorBoard() *batch.TensorBoardSpec { return j.Spec.Tens
 func (j tensorflowJob) TensorBoardStatus() **batch.DependentStatus {
 	return &j.TensorFlowTrainingJob.Status.Tensorboard
 }
-func (j tensorflowJob) OwnedTypes() []client.Object { return []client.Object{&appsv1.Deployment{}} }
 func (j tensorflowJob) Replicas() []Replicas {
 	return trainingReplicas(j.Spec.ReplicaSpecs, "tensorflow")
 }
