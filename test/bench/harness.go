@@ -297,12 +297,13 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 		}
 	}()
 	var profiled <-chan struct{}
+	// startScheduler starts it; the CPU count starts when the scheduler is ready (after its probe
+	// pod), or at once for a backlog.
 	startScheduler := func() error {
 		var err error
 		if rs, err = s.start(ctx, h, s, files); err != nil {
 			return fmt.Errorf("%w (log in %s)", err, files.log)
 		}
-		cpu0, _, _ = procUsage(rs.pid)
 		if h.opts.Profile > 0 && rs.pid != 0 {
 			profiled = h.profileCPU(ctx, rs, strings.TrimSuffix(logName, ".log"))
 		}
@@ -365,6 +366,7 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 			if err := startScheduler(); err != nil {
 				return nil, err
 			}
+			cpu0, _, _ = procUsage(rs.pid)
 			start = time.Time{}
 		}
 		complete = rec.waitAll(ctx, pods, h.opts.StallTimeout, func(n int) { h.logf("%s / %s: %d/%d bound", w.Name, s.Name, n, pods) })
