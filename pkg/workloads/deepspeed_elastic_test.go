@@ -119,6 +119,21 @@ func (r *supervisorRig) eventually(what string, cond func() bool) {
 	r.t.Fatalf("timed out waiting for %s", what)
 }
 
+// wantExit waits up to 10 s for the script to end, with exit code code; late says what failed
+// if it does not end.
+func (r *supervisorRig) wantExit(code int, late string) {
+	r.t.Helper()
+	select {
+	case <-r.exited:
+		var ee *exec.ExitError
+		if !errors.As(r.waitErr, &ee) || ee.ExitCode() != code {
+			r.t.Fatalf("script ended with %v, want exit code %d", r.waitErr, code)
+		}
+	case <-time.After(10 * time.Second):
+		r.t.Fatal(late)
+	}
+}
+
 func (r *supervisorRig) logHas(line string) bool {
 	for _, l := range strings.Split(r.read("log"), "\n") {
 		if l == line {
@@ -189,15 +204,7 @@ func TestDeepSpeedSupervisor(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(r.dir, "exit"), []byte("3"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-r.exited:
-		var ee *exec.ExitError
-		if !errors.As(r.waitErr, &ee) || ee.ExitCode() != 3 {
-			t.Fatalf("script ended with %v, want exit code 3", r.waitErr)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the script did not end with its launcher")
-	}
+	r.wantExit(3, "the script did not end with its launcher")
 	if r.read("count") != "3\n" {
 		t.Fatalf("launchers started: %q, want 3", r.read("count"))
 	}
@@ -210,15 +217,7 @@ func TestDeepSpeedSupervisorStopped(t *testing.T) {
 	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-r.exited:
-		var ee *exec.ExitError
-		if !errors.As(r.waitErr, &ee) || ee.ExitCode() != 143 {
-			t.Fatalf("script ended with %v, want exit code 143", r.waitErr)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the script did not stop on SIGTERM")
-	}
+	r.wantExit(143, "the script did not stop on SIGTERM")
 	if !r.logHas("term 1") {
 		t.Fatalf("the launcher got no SIGTERM:\n%s", r.read("log"))
 	}
