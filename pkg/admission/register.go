@@ -66,9 +66,7 @@ func WebhookConfiguration(name string, cc ClientConfig, ca []byte, nsSelector *m
 	if sel == nil {
 		sel = &metav1.LabelSelector{}
 	}
-	sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{
-		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
-		Values: []string{"kube-system", "kube-public", "kube-node-lease"}})
+	sel.MatchExpressions = append(sel.MatchExpressions, kubeNamespacesOut())
 	hook := func(name, path, group string, resources []string, ops []admissionregv1.OperationType, cond *admissionregv1.MatchCondition) admissionregv1.ValidatingWebhook {
 		w := admissionregv1.ValidatingWebhook{
 			Name:                    name,
@@ -103,36 +101,59 @@ func WebhookConfiguration(name string, cc ClientConfig, ca []byte, nsSelector *m
 	}
 }
 
+// kubeNamespacesOut leaves the kube-* namespaces out of every webhook, so that a stopped webhook
+// can never block the cluster's own pods.
+func kubeNamespacesOut() metav1.LabelSelectorRequirement {
+	return metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
+		Values: []string{"kube-system", "kube-public", "kube-node-lease"}}
+}
+
 // EnsureWebhookConfiguration creates want or, when its webhooks differ from what was last
 // written (compared by a hash kept in an annotation, since the apiserver defaults fields), replaces
 // them.
 func EnsureWebhookConfiguration(ctx context.Context, r client.Reader, w client.Writer, want *admissionregv1.ValidatingWebhookConfiguration) error {
-	raw, err := json.Marshal(want.Webhooks)
+	return ensureConfig(ctx, r, w, want, want.Webhooks, &admissionregv1.ValidatingWebhookConfiguration{},
+		func(have client.Object) {
+			have.(*admissionregv1.ValidatingWebhookConfiguration).Webhooks = want.Webhooks
+		})
+}
+
+// EnsureMutatingWebhookConfiguration is EnsureWebhookConfiguration for the mutating one.
+func EnsureMutatingWebhookConfiguration(ctx context.Context, r client.Reader, w client.Writer, want *admissionregv1.MutatingWebhookConfiguration) error {
+	return ensureConfig(ctx, r, w, want, want.Webhooks, &admissionregv1.MutatingWebhookConfiguration{},
+		func(have client.Object) { have.(*admissionregv1.MutatingWebhookConfiguration).Webhooks = want.Webhooks })
+}
+
+// ensureConfig creates want, or sets the webhooks of have (read into) with setHooks when hooks'
+// hash is not the one last written.
+func ensureConfig(ctx context.Context, r client.Reader, w client.Writer, want client.Object, hooks any, have client.Object, setHooks func(client.Object)) error {
+	raw, err := json.Marshal(hooks)
 	if err != nil {
 		return err
 	}
 	sum := sha256.Sum256(raw)
 	hash := hex.EncodeToString(sum[:])
-	want = want.DeepCopy()
-	if want.Annotations == nil {
-		want.Annotations = map[string]string{}
+	setHash := func(o client.Object) {
+		a := o.GetAnnotations()
+		if a == nil {
+			a = map[string]string{}
+		}
+		a[annotationSpecHash] = hash
+		o.SetAnnotations(a)
 	}
-	want.Annotations[annotationSpecHash] = hash
-	var have admissionregv1.ValidatingWebhookConfiguration
-	err = r.Get(ctx, types.NamespacedName{Name: want.Name}, &have)
+	want = want.DeepCopyObject().(client.Object)
+	setHash(want)
+	err = r.Get(ctx, types.NamespacedName{Name: want.GetName()}, have)
 	if apierrors.IsNotFound(err) {
 		return w.Create(ctx, want)
 	}
 	if err != nil {
 		return err
 	}
-	if have.Annotations[annotationSpecHash] == hash {
+	if have.GetAnnotations()[annotationSpecHash] == hash {
 		return nil
 	}
-	have.Webhooks = want.Webhooks
-	if have.Annotations == nil {
-		have.Annotations = map[string]string{}
-	}
-	have.Annotations[annotationSpecHash] = hash
-	return w.Update(ctx, &have)
+	setHooks(have)
+	setHash(have)
+	return w.Update(ctx, have)
 }

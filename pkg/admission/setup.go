@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -82,6 +83,7 @@ const DefaultConfigName = "t9k-controllers"
 // is read or written by the webhook); the webhook configuration is patched by name.
 // +kubebuilder:rbac:groups="",namespace=t9k-system,resources=secrets,verbs=get;create;update
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,resourceNames=t9k-controllers,verbs=get;patch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,resourceNames=t9k-controllers,verbs=get;patch
 // +kubebuilder:rbac:groups=scheduler.tensorstack.dev,resources=queues;podgroups,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
@@ -136,6 +138,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	for _, p := range []string{PodPath, PodGroupPath, JobPath} {
 		srv.Register(p, &webhook.Admission{Handler: v, RecoverPanic: ptr.To(true)})
 	}
+	srv.Register(FlinkPodPath, &webhook.Admission{Handler: &FlinkPodMutator{Decoder: v.Decoder}, RecoverPanic: ptr.To(true)})
 	if err := mgr.Add(srv); err != nil {
 		return err
 	}
@@ -170,8 +173,14 @@ func (k *keeper) Start(ctx context.Context) error {
 		err := k.certs.Ensure(ctx)
 		if err == nil && k.o.ManageConfig {
 			err = EnsureWebhookConfiguration(ctx, k.r, k.w, k.want())
+			if err == nil {
+				err = EnsureMutatingWebhookConfiguration(ctx, k.r, k.w, MutatingWebhookConfiguration(k.o.ConfigName, k.cc, k.certs.CABundle()))
+			}
 		} else if err == nil {
 			err = InjectCABundle(ctx, k.r, k.w, k.o.ConfigName, k.certs.CABundle())
+			if err == nil {
+				err = InjectMutatingCABundle(ctx, k.r, k.w, k.o.ConfigName, k.certs.CABundle())
+			}
 		}
 		if err != nil {
 			log.Error(err, "keeping the admission webhook in place; retrying")
@@ -191,23 +200,47 @@ func (k *keeper) want() *admissionregv1.ValidatingWebhookConfiguration {
 // else: `kubectl apply` of the manifests and the controllers then own disjoint fields, and
 // re-applying the manifests neither conflicts nor clears the bundle.
 func InjectCABundle(ctx context.Context, r client.Reader, w client.Writer, name string, caBundle []byte) error {
-	var have admissionregv1.ValidatingWebhookConfiguration
-	if err := r.Get(ctx, types.NamespacedName{Name: name}, &have); err != nil {
+	return injectCABundle(ctx, r, w, &admissionregv1.ValidatingWebhookConfiguration{}, name, caBundle, func(o client.Object) []*[]byte {
+		var out []*[]byte
+		for i := range o.(*admissionregv1.ValidatingWebhookConfiguration).Webhooks {
+			out = append(out, &o.(*admissionregv1.ValidatingWebhookConfiguration).Webhooks[i].ClientConfig.CABundle)
+		}
+		return out
+	})
+}
+
+// InjectMutatingCABundle is InjectCABundle for the MutatingWebhookConfiguration name (the Flink pod
+// webhook), shipped beside the validating one.
+func InjectMutatingCABundle(ctx context.Context, r client.Reader, w client.Writer, name string, caBundle []byte) error {
+	return injectCABundle(ctx, r, w, &admissionregv1.MutatingWebhookConfiguration{}, name, caBundle, func(o client.Object) []*[]byte {
+		var out []*[]byte
+		for i := range o.(*admissionregv1.MutatingWebhookConfiguration).Webhooks {
+			out = append(out, &o.(*admissionregv1.MutatingWebhookConfiguration).Webhooks[i].ClientConfig.CABundle)
+		}
+		return out
+	})
+}
+
+// injectCABundle reads the configuration name into have and patches the bundles (pointers into
+// have) that differ from caBundle.
+func injectCABundle(ctx context.Context, r client.Reader, w client.Writer, have client.Object, name string, caBundle []byte, bundles func(client.Object) []*[]byte) error {
+	if err := r.Get(ctx, types.NamespacedName{Name: name}, have); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("ValidatingWebhookConfiguration %s not found: it is installed by the manifests (manifests/controllers), or run with --webhook-manage-config", name)
+			kind := strings.TrimPrefix(fmt.Sprintf("%T", have), "*v1.")
+			return fmt.Errorf("%s %s not found: it is installed by the manifests (manifests/controllers), or run with --webhook-manage-config", kind, name)
 		}
 		return err
 	}
-	orig := have.DeepCopy()
+	orig := have.DeepCopyObject().(client.Object)
 	changed := false
-	for i := range have.Webhooks {
-		if !bytes.Equal(have.Webhooks[i].ClientConfig.CABundle, caBundle) {
-			have.Webhooks[i].ClientConfig.CABundle = caBundle
+	for _, b := range bundles(have) {
+		if !bytes.Equal(*b, caBundle) {
+			*b = caBundle
 			changed = true
 		}
 	}
 	if !changed {
 		return nil
 	}
-	return w.Patch(ctx, &have, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	return w.Patch(ctx, have, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 }

@@ -52,9 +52,9 @@ func RenderManifests(binDir, dir string) ([]*unstructured.Unstructured, error) {
 }
 
 // installIdentities applies, from the install manifests (manifests/default), the namespaces,
-// ServiceAccounts and RBAC, and the ValidatingWebhookConfiguration with its webhooks pointed at
-// https://webhookHostPort on loopback (no Service routing here; the controllers write its
-// caBundle). The binaries then run as those ServiceAccounts.
+// ServiceAccounts and RBAC, and the Validating- and MutatingWebhookConfiguration with their
+// webhooks pointed at https://webhookHostPort on loopback (no Service routing here; the
+// controllers write their caBundle). The binaries then run as those ServiceAccounts.
 func (c *Cluster) installIdentities(ctx context.Context, manifests, webhookHostPort string) error {
 	objs, err := RenderManifests(c.BinDir, manifests)
 	if err != nil {
@@ -64,13 +64,13 @@ func (c *Cluster) installIdentities(ctx context.Context, manifests, webhookHostP
 	if err != nil {
 		return err
 	}
-	for _, kinds := range [][]string{{"Namespace"}, {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingWebhookConfiguration"}} {
+	for _, kinds := range [][]string{{"Namespace"}, {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}} {
 		for _, o := range objs {
 			if !slices.Contains(kinds, o.GetKind()) {
 				continue
 			}
 			o = o.DeepCopy()
-			if o.GetKind() == "ValidatingWebhookConfiguration" {
+			if strings.HasSuffix(o.GetKind(), "WebhookConfiguration") {
 				if err := webhooksAtURL(o, webhookHostPort); err != nil {
 					return err
 				}

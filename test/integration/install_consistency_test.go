@@ -201,6 +201,16 @@ func TestInstallConsistency(t *testing.T) {
 	wantJSON, err := json.MarshalIndent(want.Webhooks, "", " ")
 	require.NoError(t, err)
 	assert.JSONEq(t, string(wantJSON), string(gotJSON), "manifests/controllers/validatingwebhookconfiguration.yaml and admission.WebhookConfiguration differ")
+	mwc := typed[admissionregv1.MutatingWebhookConfiguration](t, find(t, objs, "MutatingWebhookConfiguration", wo.ConfigName))
+	wantM := admission.MutatingWebhookConfiguration(wo.ConfigName, admission.ServiceClient(wo.ServiceNamespace, wo.ServiceName, wo.ServicePort), nil)
+	gotJSON, err = json.MarshalIndent(mwc.Webhooks, "", " ")
+	require.NoError(t, err)
+	wantJSON, err = json.MarshalIndent(wantM.Webhooks, "", " ")
+	require.NoError(t, err)
+	assert.JSONEq(t, string(wantJSON), string(gotJSON), "manifests/controllers/mutatingwebhookconfiguration.yaml and admission.MutatingWebhookConfiguration differ")
+	mr := ruleFor(cr.Rules, "admissionregistration.k8s.io", "mutatingwebhookconfigurations")
+	require.NotNil(t, mr)
+	assert.Equal(t, []string{wo.ConfigName}, mr.ResourceNames)
 
 	// ServiceAccounts: each workload runs as the one its bindings name.
 	for _, w := range []struct{ kind, name, sa string }{

@@ -239,21 +239,26 @@ func (r *recordForbidden) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// webhookAtURL is the shipped ValidatingWebhookConfiguration with each webhook's Service replaced
-// by https://hostPort<path>: here the apiserver reaches the controllers on loopback, with no
-// Service routing.
-func webhookAtURL(t *testing.T, hostPort string) *unstructured.Unstructured {
+// webhookAtURL is the shipped ValidatingWebhookConfiguration and MutatingWebhookConfiguration with
+// each webhook's Service replaced by https://hostPort<path>: here the apiserver reaches the
+// controllers on loopback, with no Service routing.
+func webhookAtURL(t *testing.T, hostPort string) []*unstructured.Unstructured {
 	t.Helper()
-	vwc := find(t, renderManifests(t, "default"), "ValidatingWebhookConfiguration", "t9k-controllers")
-	hooks, _, err := unstructured.NestedSlice(vwc.Object, "webhooks")
-	require.NoError(t, err)
-	for i, h := range hooks {
-		hook := h.(map[string]any)
-		path, _, _ := unstructured.NestedString(hook, "clientConfig", "service", "path")
-		require.NotEmpty(t, path)
-		hook["clientConfig"] = map[string]any{"url": "https://" + hostPort + path}
-		hooks[i] = hook
+	objs := renderManifests(t, "default")
+	var out []*unstructured.Unstructured
+	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
+		wc := find(t, objs, kind, "t9k-controllers")
+		hooks, _, err := unstructured.NestedSlice(wc.Object, "webhooks")
+		require.NoError(t, err)
+		for i, h := range hooks {
+			hook := h.(map[string]any)
+			path, _, _ := unstructured.NestedString(hook, "clientConfig", "service", "path")
+			require.NotEmpty(t, path)
+			hook["clientConfig"] = map[string]any{"url": "https://" + hostPort + path}
+			hooks[i] = hook
+		}
+		require.NoError(t, unstructured.SetNestedSlice(wc.Object, hooks, "webhooks"))
+		out = append(out, wc)
 	}
-	require.NoError(t, unstructured.SetNestedSlice(vwc.Object, hooks, "webhooks"))
-	return vwc
+	return out
 }

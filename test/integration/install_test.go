@@ -201,11 +201,18 @@ func TestInstall(t *testing.T) {
 	// They write the CA into the shipped webhook configuration, and only that: a third apply
 	// neither conflicts nor changes anything else.
 	var vwc admissionregv1.ValidatingWebhookConfiguration
+	var mwc admissionregv1.MutatingWebhookConfiguration
 	eventually(t, "caBundle injected", 60*time.Second, func() bool {
-		if c.Get(ctx, types.NamespacedName{Name: "t9k-controllers"}, &vwc) != nil {
+		if c.Get(ctx, types.NamespacedName{Name: "t9k-controllers"}, &vwc) != nil ||
+			c.Get(ctx, types.NamespacedName{Name: "t9k-controllers"}, &mwc) != nil {
 			return false
 		}
 		for _, w := range vwc.Webhooks {
+			if len(w.ClientConfig.CABundle) == 0 {
+				return false
+			}
+		}
+		for _, w := range mwc.Webhooks {
 			if len(w.ClientConfig.CABundle) == 0 {
 				return false
 			}
@@ -220,6 +227,10 @@ func TestInstall(t *testing.T) {
 	for _, w := range vwc.Webhooks {
 		assert.NotEmpty(t, w.ClientConfig.CABundle, "re-applying the manifests dropped the caBundle of %s", w.Name)
 	}
+	require.NoError(t, c.Get(ctx, types.NamespacedName{Name: "t9k-controllers"}, &mwc))
+	for _, w := range mwc.Webhooks {
+		assert.NotEmpty(t, w.ClientConfig.CABundle, "re-applying the manifests dropped the caBundle of %s", w.Name)
+	}
 
 	// No Service routing here: point the webhooks at the controllers on loopback (keeping the
 	// bundle they wrote), as a cluster's Service would.
@@ -229,6 +240,12 @@ func TestInstall(t *testing.T) {
 		vwc.Webhooks[i].ClientConfig.URL = ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", webhookPort, path))
 	}
 	require.NoError(t, c.Update(ctx, &vwc))
+	for i := range mwc.Webhooks {
+		path := *mwc.Webhooks[i].ClientConfig.Service.Path
+		mwc.Webhooks[i].ClientConfig.Service = nil
+		mwc.Webhooks[i].ClientConfig.URL = ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", webhookPort, path))
+	}
+	require.NoError(t, c.Update(ctx, &mwc))
 
 	// 4. The scheduler, as t9k-scheduler, with the Deployment's flags and the ConfigMap's profile
 	// (leader election on), delegating authentication of its secure port as itself.

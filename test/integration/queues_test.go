@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
@@ -85,9 +84,9 @@ func startEnv(t *testing.T, o envOptions) *queueEnv {
 	}
 	port, err := localcluster.FreePort()
 	require.NoError(t, err)
-	// The shipped webhook configuration, calling this process on loopback instead of the Service;
-	// the controllers write its caBundle.
-	applyObjects(t, c, []*unstructured.Unstructured{webhookAtURL(t, fmt.Sprintf("127.0.0.1:%d", port))})
+	// The shipped webhook configurations, calling this process on loopback instead of the Service;
+	// the controllers write their caBundle.
+	applyObjects(t, c, webhookAtURL(t, fmt.Sprintf("127.0.0.1:%d", port)))
 
 	ctrl.SetLogger(klog.NewKlogr())
 	mo := controllers.ManagerOptions(controllers.Options{MetricsAddr: "0", ProbeAddr: "0",
