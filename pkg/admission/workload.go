@@ -5,6 +5,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	batchv1beta1 "github.com/tensorstack/t9k/pkg/apis/batch/v1beta1"
+	"github.com/tensorstack/t9k/pkg/workloads"
 )
 
 // Replica is one group of identical pods of a workload.
@@ -17,9 +18,10 @@ type Replica struct {
 // JobReplicas returns a T9k job's queue (ok false when the job does not use the t9k scheduler)
 // and its pod groups, as the controllers will create them. Counted: every replica type of the
 // kind's replicaSpecs (2024 shapes: worker, and the ColossalAI launcher container), replicas as
-// written (an elastic job asks for what it starts with). Not counted: the launcher MPIJob and
-// DeepSpeedJob's controllers add on their own, TensorBoard side-cars and BeamJob's Flink cluster,
-// whose resources are opaque here.
+// written (an elastic job asks for what it starts with), and BeamJob's Flink cluster (its job and
+// task managers as workloads.BeamClusterPods reads them from the FlinkCluster template) beside its
+// submit pods. Not counted: the launcher MPIJob and DeepSpeedJob's controllers add on their own,
+// and TensorBoard side-cars.
 func JobReplicas(obj any) (queue string, reps []Replica, ok bool) {
 	var common *batchv1beta1.CommonJobSpec
 	add := func(name string, n *int32, spec *corev1.PodSpec) {
@@ -76,7 +78,10 @@ func JobReplicas(obj any) (queue string, reps []Replica, ok bool) {
 		add("worker", j.Spec.Worker.Replicas, &j.Spec.Worker.Template.Spec)
 	case *batchv1beta1.BeamJob:
 		common = &j.Spec.CommonJobSpec
-		add("submitter", j.Spec.JobTemplate.Spec.Parallelism, &j.Spec.JobTemplate.Spec.Template.Spec)
+		for _, p := range workloads.BeamClusterPods(j) {
+			add(p.Type, &p.Count, p.Spec)
+		}
+		add(workloads.BeamSubmitter, j.Spec.JobTemplate.Spec.Parallelism, &j.Spec.JobTemplate.Spec.Template.Spec)
 	default:
 		return "", nil, false
 	}

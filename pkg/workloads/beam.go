@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -60,11 +61,22 @@ const (
 	BeamSubmitter   = "submitter"
 )
 
-// Replicas is the submit Job's pods: those the job's PodGroup counts (minMember is the Job's
-// parallelism, at most its completions) and admission charges to the queue. The Flink cluster's
-// pods are not counted: the Flink operator creates them, and its FlinkCluster API has no field
-// for their schedulerName (batchSchedulerName accepts only Volcano), so the t9k scheduler never
-// sees them; counting them would leave the gang short for ever.
+// Replicas are the Flink cluster's job manager and task managers (pods the Flink operator makes
+// from the FlinkCluster, which carry the job's labels through podLabels and get schedulerName
+// t9k-scheduler from the controllers' mutating webhook, see admission.FlinkPodWebhook) and the
+// submit Job's pods (its parallelism, at most its completions).
+//
+// The job's gang is the cluster: the PodGroup's minMember is the job manager plus the task
+// managers (roles jobmanager and taskmanager). The submitter is gated (Gated): its Job is created
+// only once the cluster runs, so counting it would hold the Flink pods at the gang's gate for
+// ever; its pods join the running group as the MPI launcher's do. Admission charges the queue for
+// all three (admission.JobReplicas, from BeamClusterPods and the submit template).
+//
+// One job manager is counted whatever jobManager.replicas says: the operator accepts only 1, and
+// its job manager StatefulSet starts pods one by one (OrderedReady), so a second one could never
+// be there when the gang is placed. The task managers' StatefulSet (or Deployment) creates them
+// all at once (podManagementPolicy Parallel); taskManager.replicas defaults to 3, the operator's
+// default.
 func (j beamJob) Replicas() []Replicas {
 	spec := j.Spec.JobTemplate.Spec
 	n := deref32(spec.Parallelism, 1)
@@ -75,7 +87,81 @@ func (j beamJob) Replicas() []Replicas {
 	if cs := spec.Template.Spec.Containers; len(cs) > 0 {
 		main = cs[0].Name
 	}
-	return []Replicas{{Type: BeamSubmitter, Count: n, MainContainer: main}}
+	out := []Replicas{}
+	for _, p := range BeamClusterPods(j.BeamJob) {
+		out = append(out, Replicas{Type: p.Type, Count: p.Count, MainContainer: p.Type})
+	}
+	return append(out, Replicas{Type: BeamSubmitter, Count: n, MainContainer: main})
+}
+
+// Gated: the submit pods start once the Flink cluster runs, and are not counted in minMember.
+func (beamJob) Gated(replicaType string) bool { return replicaType == BeamSubmitter }
+
+// ReadyToStart is not consulted: BeamJob's Reconcile, not the generic one, creates the submit Job
+// once the FlinkCluster reports Running.
+func (beamJob) ReadyToStart(string, *View) bool { return true }
+
+// FlinkPods is one kind of pod the Flink operator makes for a BeamJob's cluster.
+type FlinkPods struct {
+	Type  string // BeamJobManager or BeamTaskManager
+	Count int32
+	// Spec has the containers as the operator builds them, for their requests: the main
+	// container (the template's resources, else the operator's defaults), its sidecars and
+	// init containers.
+	Spec *corev1.PodSpec
+}
+
+// flinkDefaultResources are the operator's resources for a job or task manager whose template
+// gives none (flinkoperator.k8s.io/v1beta1 defaulting).
+var flinkDefaultResources = corev1.ResourceRequirements{
+	Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("512Mi")},
+	Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("2Gi")},
+}
+
+// BeamClusterPods returns the job and task manager pods of a BeamJob's Flink cluster, read from
+// flinkClusterTemplate.spec (what does not parse counts as unset): one job manager (see
+// Replicas) and taskManager.replicas task managers (default 3; none when 0).
+func BeamClusterPods(j *batch.BeamJob) []FlinkPods {
+	var spec struct {
+		JobManager  flinkComponent `json:"jobManager"`
+		TaskManager flinkComponent `json:"taskManager"`
+	}
+	if raw := j.Spec.FlinkClusterTemplate.Spec.Raw; len(raw) > 0 {
+		if json.Unmarshal(raw, &spec) != nil {
+			// A field of another shape: read what can be read, field by field.
+			var m map[string]json.RawMessage
+			_ = json.Unmarshal(raw, &m)
+			_ = json.Unmarshal(m["jobManager"], &spec.JobManager)
+			_ = json.Unmarshal(m["taskManager"], &spec.TaskManager)
+		}
+	}
+	tm := int32(3)
+	if spec.TaskManager.Replicas != nil {
+		tm = max(*spec.TaskManager.Replicas, 0)
+	}
+	return []FlinkPods{
+		{Type: BeamJobManager, Count: 1, Spec: spec.JobManager.podSpec(BeamJobManager)},
+		{Type: BeamTaskManager, Count: tm, Spec: spec.TaskManager.podSpec(BeamTaskManager)},
+	}
+}
+
+// flinkComponent is what BeamClusterPods reads of a FlinkCluster's jobManager or taskManager.
+type flinkComponent struct {
+	Replicas       *int32                      `json:"replicas"`
+	Resources      corev1.ResourceRequirements `json:"resources"`
+	Sidecars       []corev1.Container          `json:"sidecars"`
+	InitContainers []corev1.Container          `json:"initContainers"`
+}
+
+func (c flinkComponent) podSpec(name string) *corev1.PodSpec {
+	res := c.Resources
+	if len(res.Requests) == 0 && len(res.Limits) == 0 {
+		res = *flinkDefaultResources.DeepCopy()
+	}
+	return &corev1.PodSpec{
+		InitContainers: c.InitContainers,
+		Containers:     append([]corev1.Container{{Name: name, Resources: res}}, c.Sidecars...),
+	}
 }
 
 func (j beamJob) clusterName() string { return j.Name + "-flinkcluster" }
@@ -342,7 +428,12 @@ func (j beamJob) submitJob() *batchv1.Job {
 			c.Args = append(c.Args, "--flink_master="+j.flinkMaster())
 		}
 	}
-	g := j.Replicas()[0]
+	var g Replicas
+	for _, r := range j.Replicas() {
+		if r.Type == BeamSubmitter {
+			g = r
+		}
+	}
 	nameContainers(pod, g.MainContainer)
 	applyRunMode(j, pod, &g)
 	if schedulerLabels(j, j.Name, BeamSubmitter) != nil {

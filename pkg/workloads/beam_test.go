@@ -36,9 +36,48 @@ func TestBeamReplicasCountSubmitPods(t *testing.T) {
 		j := testBeamJob()
 		j.Spec.JobTemplate.Spec.Parallelism, j.Spec.JobTemplate.Spec.Completions = tc.parallelism, tc.completions
 		rs := j.Replicas()
-		if len(rs) != 1 || rs[0].Type != BeamSubmitter || rs[0].Count != tc.want || rs[0].MainContainer != "submit" {
-			t.Errorf("%v/%v: %+v, want one submitter group of %d", tc.parallelism, tc.completions, rs, tc.want)
+		if len(rs) != 3 || rs[2].Type != BeamSubmitter || rs[2].Count != tc.want || rs[2].MainContainer != "submit" {
+			t.Errorf("%v/%v: %+v, want the submitter group of %d last", tc.parallelism, tc.completions, rs, tc.want)
 		}
+	}
+}
+
+// TestBeamReplicasCountTheFlinkCluster: the job manager (one) and the task managers
+// (taskManager.replicas, the operator's default 3 when unset) are replica groups, with the
+// template's resources or the operator's defaults, sidecars and init containers included.
+func TestBeamReplicasCountTheFlinkCluster(t *testing.T) {
+	for _, tc := range []struct {
+		name, spec string
+		jm, tm     int32
+	}{
+		{"replicas given", `{"jobManager":{"replicas":1},"taskManager":{"replicas":2}}`, 1, 2},
+		{"operator defaults", `{"image":{"name":"flink"}}`, 1, 3},
+		{"no template", ``, 1, 3},
+		{"no task managers", `{"taskManager":{"replicas":0}}`, 1, 0},
+		{"one job manager counted", `{"jobManager":{"replicas":2},"taskManager":{"replicas":4}}`, 1, 4},
+		{"a field of another shape", `{"jobManager":"x","taskManager":{"replicas":5}}`, 1, 5},
+	} {
+		j := testBeamJob()
+		j.Spec.FlinkClusterTemplate.Spec = runtime.RawExtension{Raw: []byte(tc.spec)}
+		rs := j.Replicas()
+		if len(rs) != 3 || rs[0].Type != BeamJobManager || rs[0].Count != tc.jm || rs[1].Type != BeamTaskManager || rs[1].Count != tc.tm {
+			t.Errorf("%s: %+v, want %d job manager(s), %d task managers", tc.name, rs, tc.jm, tc.tm)
+		}
+	}
+
+	j := testBeamJob()
+	j.Spec.FlinkClusterTemplate.Spec = runtime.RawExtension{Raw: []byte(`{
+		"jobManager":{"resources":{"limits":{"cpu":"500m","memory":"1Gi"}},"sidecars":[{"name":"log","resources":{"requests":{"cpu":"100m"}}}]},
+		"taskManager":{"replicas":2,"initContainers":[{"name":"fetch"}]}}`)}
+	pods := BeamClusterPods(j.BeamJob)
+	jm, tm := pods[0].Spec, pods[1].Spec
+	if len(jm.Containers) != 2 || jm.Containers[0].Name != BeamJobManager || jm.Containers[0].Resources.Limits.Cpu().String() != "500m" ||
+		jm.Containers[1].Name != "log" || jm.Containers[1].Resources.Requests.Cpu().String() != "100m" {
+		t.Errorf("job manager pod %+v", jm)
+	}
+	if len(tm.Containers) != 1 || tm.Containers[0].Name != BeamTaskManager || !reflect.DeepEqual(tm.Containers[0].Resources, flinkDefaultResources) ||
+		len(tm.InitContainers) != 1 || tm.InitContainers[0].Name != "fetch" {
+		t.Errorf("task manager pod %+v, want the operator's default resources", tm)
 	}
 }
 
@@ -78,9 +117,10 @@ func TestBeamPodsJoinTheScheduler(t *testing.T) {
 		t.Errorf("submit pods' labels %v", sj.Spec.Template.Labels)
 	}
 
+	// The gang is the Flink cluster: the submit pods, which start once it runs, join later.
 	pg, err := podGroupFor(j, clusterOf(j))
-	if err != nil || pg == nil || pg.Spec.MinMember != 1 || pg.Spec.Queue != "q" ||
-		!reflect.DeepEqual(pg.Spec.Roles, []schedv1.PodGroupRole{{Name: BeamSubmitter, MinMember: 1}}) {
+	if err != nil || pg == nil || pg.Spec.MinMember != 3 || pg.Spec.Queue != "q" ||
+		!reflect.DeepEqual(pg.Spec.Roles, []schedv1.PodGroupRole{{Name: BeamJobManager, MinMember: 1}, {Name: BeamTaskManager, MinMember: 2}}) {
 		t.Errorf("pod group %+v %v", pg, err)
 	}
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -8,8 +9,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -57,6 +60,22 @@ func (e *jobEnv) flinkCluster(job string) *unstructured.Unstructured {
 	return fc
 }
 
+// requireBeamGang checks the PodGroup of the BeamJob of beamjob-t9k-scheduler.yaml: the gang is
+// its Flink cluster, one job manager and its two task managers (queue beam, priority 20); the
+// submit pods, created once the cluster runs, join the running group and are not counted.
+func (e *jobEnv) requireBeamGang(name string, uid types.UID) {
+	e.t.Helper()
+	pg := &schedv1.PodGroup{}
+	e.eventually("pod group", func() bool {
+		return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name}, pg) == nil
+	})
+	require.Equal(e.t, int32(3), pg.Spec.MinMember)
+	require.Equal(e.t, "beam", pg.Spec.Queue)
+	require.Equal(e.t, int32(20), pg.Spec.Priority)
+	require.Equal(e.t, []schedv1.PodGroupRole{{Name: workloads.BeamJobManager, MinMember: 1}, {Name: workloads.BeamTaskManager, MinMember: 2}}, pg.Spec.Roles)
+	require.Equal(e.t, uid, metav1.GetControllerOf(pg).UID)
+}
+
 // operatorPod creates a pod as the Flink operator (or the Job controller) would, from a template's
 // labels and containers.
 func (e *jobEnv) operatorPod(name string, labels map[string]string, spec corev1.PodSpec) *corev1.Pod {
@@ -69,8 +88,8 @@ func (e *jobEnv) operatorPod(name string, labels map[string]string, spec corev1.
 	return p
 }
 
-// TestJobBeamScheduler: with spec.scheduler a BeamJob has a PodGroup (minMember: the submit Job's
-// pods; queue and priority from the spec); its submit pods carry schedulerName t9k-scheduler and
+// TestJobBeamScheduler: with spec.scheduler a BeamJob has a PodGroup (minMember: the Flink
+// cluster's job manager and task managers; queue and priority from the spec); its submit pods carry schedulerName t9k-scheduler and
 // the PodGroup, queue and role labels, and the Flink cluster's pods the same labels through the
 // FlinkCluster's podLabels. status.jobURL, flinkClusterStatus, tasks and aggregate follow the
 // cluster and the pods.
@@ -80,15 +99,7 @@ func TestJobBeamScheduler(t *testing.T) {
 	job := e.apply("beamjob-t9k-scheduler.yaml", nil).(*batch.BeamJob)
 	name := job.Name
 
-	pg := &schedv1.PodGroup{}
-	e.eventually("pod group", func() bool {
-		return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name}, pg) == nil
-	})
-	require.Equal(t, int32(1), pg.Spec.MinMember)
-	require.Equal(t, "beam", pg.Spec.Queue)
-	require.Equal(t, int32(20), pg.Spec.Priority)
-	require.Equal(t, []schedv1.PodGroupRole{{Name: workloads.BeamSubmitter, MinMember: 1}}, pg.Spec.Roles)
-	require.Equal(t, job.UID, metav1.GetControllerOf(pg).UID)
+	e.requireBeamGang(name, job.UID)
 
 	want := func(role string) map[string]string {
 		return map[string]string{
@@ -283,4 +294,124 @@ func TestJobBeamPause(t *testing.T) {
 	requireCondition(t, st, batch.JobConditionPaused, corev1.ConditionFalse, workloads.ReasonResumed, workloads.MessageResumed)
 	running()
 	e.waitPhase(job, batch.JobRunning)
+}
+
+// TestJobBeamFlinkPodsOnT9kScheduler: with the controllers' webhooks in place (as installed), the
+// pods the Flink operator makes from a t9k BeamJob's FlinkCluster (its labels, its podLabels, no
+// schedulerName) are created with schedulerName t9k-scheduler and the job's PodGroup, queue, role
+// and owner labels, and pass the queue's pod checks; a Flink pod of a cluster no t9k BeamJob owns,
+// or of a BeamJob without spec.scheduler, is left as it came. Admission charges the queue for the
+// Flink cluster as well as the submit pods.
+func TestJobBeamFlinkPodsOnT9kScheduler(t *testing.T) {
+	qe := startEnv(t, envOptions{jobs: true})
+	const ns = "beam-demo"
+	qe.namespace(ns, map[string]string{"team": "beam"})
+	team := &metav1.LabelSelector{MatchLabels: map[string]string{"team": "beam"}}
+	qe.queue("beam", schedv1.QueueSpec{NamespaceSelector: team})
+	e := &jobEnv{t: t, ctx: qe.ctx, cp: qe.cp, c: qe.c, ns: ns}
+	e.installFlinkCRD()
+
+	job := e.apply("beamjob-t9k-scheduler.yaml", nil).(*batch.BeamJob)
+	name, cluster := job.Name, job.Name+"-flinkcluster"
+	e.requireBeamGang(name, job.UID)
+	fc := e.flinkCluster(name)
+	podLabels := func(fc *unstructured.Unstructured, field string) map[string]string {
+		l, _, err := unstructured.NestedStringMap(fc.Object, "spec", field, "podLabels")
+		require.NoError(t, err)
+		return l
+	}
+	// As the operator labels its pods: its own labels, then the component's podLabels.
+	operatorLabels := func(cluster, component string, podLabels map[string]string) map[string]string {
+		l := map[string]string{"app": "flink", "cluster": cluster, "component": component}
+		maps.Copy(l, podLabels)
+		return l
+	}
+	flinkSpec := func(cpu string) corev1.PodSpec {
+		r := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse("1Gi")}
+		return corev1.PodSpec{Containers: []corev1.Container{{Name: "flink", Image: "flink:1.17.2",
+			Resources: corev1.ResourceRequirements{Requests: r, Limits: r}}}}
+	}
+
+	jm := e.operatorPod(cluster+"-jobmanager-0", operatorLabels(cluster, "jobmanager", podLabels(fc, "jobManager")), flinkSpec("500m"))
+	tm := e.operatorPod(cluster+"-taskmanager-0", operatorLabels(cluster, "taskmanager", podLabels(fc, "taskManager")), flinkSpec("1"))
+	for _, tc := range []struct {
+		pod  *corev1.Pod
+		role string
+	}{{jm, workloads.BeamJobManager}, {tm, workloads.BeamTaskManager}} {
+		p := e.pod(tc.pod.Name)
+		require.Equal(t, schedv1.SchedulerName, p.Spec.SchedulerName, "schedulerName of %s", p.Name)
+		for k, v := range map[string]string{
+			workloads.LabelOwnerName: name, workloads.LabelOwnerKind: "BeamJob", workloads.LabelReplicaType: tc.role,
+			schedv1.LabelGroupName: name, schedv1.LabelQueue: "beam", schedv1.LabelRole: tc.role,
+			"app": "flink", "cluster": cluster, "component": tc.role,
+		} {
+			require.Equal(t, v, p.Labels[k], "label %s of %s", k, p.Name)
+		}
+	}
+
+	// Not a t9k BeamJob's: a Flink cluster of the operator's own, and one of a BeamJob without
+	// spec.scheduler (owner labels, no PodGroup).
+	plain := e.operatorPod("other-flinkcluster-taskmanager-0", operatorLabels("other-flinkcluster", "taskmanager", nil), flinkSpec("1"))
+	plainJob := e.apply("beamjob-t9k-scheduler.yaml", func(o client.Object) {
+		o.SetName("wordcount-default")
+		o.(*batch.BeamJob).Spec.Scheduler = nil
+	}).(*batch.BeamJob)
+	pfc := e.flinkCluster(plainJob.Name)
+	require.NotContains(t, podLabels(pfc, "taskManager"), schedv1.LabelGroupName)
+	own := e.operatorPod(plainJob.Name+"-flinkcluster-taskmanager-0",
+		operatorLabels(plainJob.Name+"-flinkcluster", "taskmanager", podLabels(pfc, "taskManager")), flinkSpec("1"))
+	for _, p := range []*corev1.Pod{plain, own} {
+		require.Equal(t, corev1.DefaultSchedulerName, e.pod(p.Name).Spec.SchedulerName, "schedulerName of %s", p.Name)
+	}
+
+	// The queue is charged for the cluster: with 2 CPUs, a job manager of 0.5 and two task managers
+	// of 1 do not fit beside a submit pod of 0.5.
+	qe.queue("small", schedv1.QueueSpec{NamespaceSelector: team,
+		Quota: &schedv1.QueueQuota{Requests: res("cpu", "2", "memory", "16Gi")}})
+	big := e.load("beamjob-t9k-scheduler.yaml").(*batch.BeamJob)
+	big.Name = "wordcount-small"
+	big.Spec.Scheduler.T9kScheduler.Queue = "small"
+	big.Spec.JobTemplate.Spec.Template.Spec.Containers[0].Resources.Requests = res("cpu", "500m", "memory", "1Gi")
+	err := e.c.Create(e.ctx, big)
+	require.ErrorContains(t, err, `admission webhook "jobs.admission.batch.tensorstack.dev" denied the request: queue "small" has not enough cpu left: asked 3, left 2 (quota 2, allocated 0)`)
+}
+
+// TestJobBeamGangIsTheFlinkCluster: with the t9k scheduler running, the PodGroup the controller
+// writes for a BeamJob lets the Flink cluster (its pods as the mutating webhook leaves them) bind
+// before the submit Job exists, which only the running cluster brings; the submit pod, a role the
+// PodGroup does not list, then joins the running group and binds too.
+func TestJobBeamGangIsTheFlinkCluster(t *testing.T) {
+	ge := newGangEnv(t, 2, 0)
+	ge.queue("beam", 0, nil) // namespace default
+	c, err := client.New(ge.cp.Config, client.Options{Scheme: controllers.Scheme()})
+	require.NoError(t, err)
+	e := &jobEnv{t: t, ctx: ge.ctx, cp: ge.cp, c: c, ns: "default"}
+	e.stop = e.startControllers()
+	e.installFlinkCRD()
+	startScheduler(t, ge.cp)
+
+	job := e.apply("beamjob-t9k-scheduler.yaml", nil).(*batch.BeamJob)
+	name, cluster := job.Name, job.Name+"-flinkcluster"
+	e.requireBeamGang(name, job.UID)
+	fc := e.flinkCluster(name)
+	onT9k := corev1.PodSpec{SchedulerName: schedv1.SchedulerName}
+	for _, p := range []struct{ name, field string }{
+		{cluster + "-jobmanager-0", "jobManager"}, {cluster + "-taskmanager-0", "taskManager"}, {cluster + "-taskmanager-1", "taskManager"},
+	} {
+		l, _, err := unstructured.NestedStringMap(fc.Object, "spec", p.field, "podLabels")
+		require.NoError(t, err)
+		e.operatorPod(p.name, l, *onT9k.DeepCopy())
+	}
+	ge.waitBound(e.ns, name, 3, 60*time.Second)
+
+	fc = e.flinkCluster(name)
+	require.NoError(t, unstructured.SetNestedField(fc.Object, "Running", "status", "state"))
+	require.NoError(t, e.c.Update(e.ctx, fc))
+	submit := &batchv1.Job{}
+	e.eventually("submit job", func() bool {
+		return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name + "-batchjob"}, submit) == nil
+	})
+	sp := e.operatorPod(name+"-batchjob-x7k2p", submit.Spec.Template.Labels, submit.Spec.Template.Spec)
+	ge.waitBound(e.ns, name, 4, 60*time.Second)
+	require.NotEmpty(t, e.pod(sp.Name).Spec.NodeName, "the submit pod joined the running gang")
 }
