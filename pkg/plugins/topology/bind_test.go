@@ -40,7 +40,7 @@ func bindSetup(t *testing.T, bindPlugins ...string) (*Topology, fwk.CycleState, 
 	client := fake.NewSimpleClientset(pod.DeepCopy())
 	p := &Topology{handle: stubHandle{client: client, bind: bindPlugins}, cache: newGPUCache(levels, gpuRes), resource: gpuRes}
 	p.cache.upsertNode(testNode("n0", "b0", "s0", 8))
-	p.cache.upsertDevices(pairedDevices("n0"))
+	p.cache.upsertDevices(newDevicesView(pairedDevices("n0")))
 	cs := framework.NewCycleState()
 	cs.Write(stateKey, &cycle{gpus: 2})
 	require.Nil(t, p.Reserve(context.Background(), cs, pod, "n0"))

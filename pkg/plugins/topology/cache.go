@@ -7,6 +7,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
@@ -24,14 +25,65 @@ type allocation struct {
 // nodeState is what the cache knows about one node.
 type nodeState struct {
 	node    *v1.Node
-	devices *devicev1beta1.NodeDevices
-	topo    *topology.GPUTopology // nil without NodeDevices (or when they don't describe the GPUs)
+	devices *devicesView // nil without NodeDevices
 	gpus    int
+}
+
+// devicesView is what the scheduler keeps of a node's NodeDevices: the GPU interconnect derived
+// from it. The NodeDevices informer turns each object into its view as it arrives (see
+// toDevicesView), so the decoded object, about 12 KiB for 8 GPUs and most of it never read here,
+// is not held for every node of the cluster. ObjectMeta keeps only the name and resourceVersion,
+// for the informer's store.
+type devicesView struct {
+	metav1.ObjectMeta
+	topo *topology.GPUTopology // nil when the NodeDevices don't describe the GPUs
 	// index and uuids map a topology position to the device's NVML index and UUID (NodeDevices
 	// lists GPUs by index, with gaps when a GPU fell off the bus).
-	index []int
-	uuids []string
-	nics  []string // by NIC position, as the topology numbers them
+	index     []int
+	uuids     []string
+	nics      []string // by NIC position, as the topology numbers them
+	unhealthy []int    // topology positions of GPUs NVML reports unhealthy
+}
+
+// newDevicesView derives the view of one NodeDevices.
+func newDevicesView(d *devicev1beta1.NodeDevices) *devicesView {
+	v := &devicesView{ObjectMeta: metav1.ObjectMeta{Name: d.Name, ResourceVersion: d.ResourceVersion}}
+	spec := topospec.FromInventory(d.Status.GPUs, d.Status.NICs)
+	if len(spec.GPUs) == 0 {
+		return v
+	}
+	t, err := topology.NewGPUTopology(spec)
+	if err != nil {
+		return v
+	}
+	v.topo = t
+	for pos, g := range d.Status.GPUs {
+		v.index = append(v.index, int(g.Index))
+		v.uuids = append(v.uuids, g.UUID)
+		if !g.Health.Healthy {
+			v.unhealthy = append(v.unhealthy, pos)
+		}
+	}
+	for _, n := range spec.NICs {
+		v.nics = append(v.nics, n.Name)
+	}
+	return v
+}
+
+// toDevicesView is the NodeDevices informer's transform.
+func toDevicesView(o any) (any, error) {
+	if d, ok := o.(*devicev1beta1.NodeDevices); ok {
+		return newDevicesView(d), nil
+	}
+	return o, nil // a DeletedFinalStateUnknown holds a view already
+}
+
+// topo is the node's GPU interconnect, nil without one.
+func (st *nodeState) topo() *topology.GPUTopology {
+	if st.devices == nil {
+		return nil
+	}
+	return st.devices.topo
 }
 
 // gangPlan is a whole-gang placement made at the first member's PreFilter. Its GPUs are taken in
@@ -104,31 +156,17 @@ func (c *gpuCache) deleteNode(name string) {
 }
 
 // upsertDevices records the NodeDevices of a node (named after it).
-func (c *gpuCache) upsertDevices(d *devicev1beta1.NodeDevices) {
+func (c *gpuCache) upsertDevices(v *devicesView) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.nodes[d.Name]
+	st := c.nodes[v.Name]
 	if st == nil {
 		st = &nodeState{}
-		c.nodes[d.Name] = st
+		c.nodes[v.Name] = st
 	}
-	st.devices = d
-	st.topo, st.index, st.uuids, st.nics = nil, nil, nil, nil
-	spec := topospec.FromInventory(d.Status.GPUs, d.Status.NICs)
-	if len(spec.GPUs) > 0 {
-		if t, err := topology.NewGPUTopology(spec); err == nil {
-			st.topo = t
-			for _, g := range d.Status.GPUs {
-				st.index = append(st.index, int(g.Index))
-				st.uuids = append(st.uuids, g.UUID)
-			}
-			for _, n := range spec.NICs {
-				st.nics = append(st.nics, n.Name)
-			}
-		}
-	}
+	st.devices = v
 	if st.node != nil {
-		c.syncNodeLocked(d.Name, st)
+		c.syncNodeLocked(v.Name, st)
 	}
 }
 
@@ -139,7 +177,7 @@ func (c *gpuCache) deleteDevices(name string) {
 	if st == nil {
 		return
 	}
-	st.devices, st.topo, st.index, st.uuids, st.nics = nil, nil, nil, nil, nil
+	st.devices = nil
 	if st.node == nil {
 		delete(c.nodes, name)
 		return
@@ -153,7 +191,7 @@ func (c *gpuCache) deleteDevices(name string) {
 func (c *gpuCache) syncNodeLocked(name string, st *nodeState) {
 	q := st.node.Status.Allocatable[c.resource]
 	st.gpus = int(q.Value())
-	topo := st.topo
+	topo := st.topo()
 	if topo != nil && topo.NumGPUs() < st.gpus {
 		topo = nil // the devices object is behind the kubelet's view; plan without interconnect
 	}
@@ -162,9 +200,9 @@ func (c *gpuCache) syncNodeLocked(name string, st *nodeState) {
 		n = topo.NumGPUs()
 	}
 	var used []int
-	if topo != nil && st.devices != nil {
-		for pos, g := range st.devices.Status.GPUs {
-			if !g.Health.Healthy && pos < n {
+	if topo != nil {
+		for _, pos := range st.devices.unhealthy {
+			if pos < n {
 				used = append(used, pos)
 			}
 		}
@@ -289,8 +327,8 @@ func (c *gpuCache) annotatedLocked(pod *v1.Pod) []int {
 // positionLocked maps a device index on a node to the topology position (identity without
 // NodeDevices).
 func (c *gpuCache) positionLocked(node string, index int) int {
-	if st := c.nodes[node]; st != nil && st.topo != nil {
-		for pos, ix := range st.index {
+	if st := c.nodes[node]; st != nil && st.topo() != nil {
+		for pos, ix := range st.devices.index {
 			if ix == index {
 				return pos
 			}
@@ -345,8 +383,8 @@ func (c *gpuCache) reserve(pod *v1.Pod, node string, want, wantNICs int) (alloca
 		return allocation{}, fmt.Errorf("node %s has %d free %s, pod needs %d", node, len(free), c.resource, want)
 	}
 	a := allocation{node: node, gpus: free[:want]}
-	if st.topo != nil {
-		if ch, ok := st.topo.Choose(maskOf(free), topology.GPURequest{GPUs: want, NICs: wantNICs}); ok {
+	if st.topo() != nil {
+		if ch, ok := st.topo().Choose(maskOf(free), topology.GPURequest{GPUs: want, NICs: wantNICs}); ok {
 			a.gpus, a.nics = ch.GPUs, ch.NICs
 		}
 	}
@@ -422,8 +460,8 @@ func (c *gpuCache) score(node string, want, wantNICs int) int64 {
 		return 0
 	}
 	var quality int64
-	if st.topo != nil {
-		q, ok := st.topo.Score(maskOf(free), topology.GPURequest{GPUs: want, NICs: wantNICs})
+	if st.topo() != nil {
+		q, ok := st.topo().Score(maskOf(free), topology.GPURequest{GPUs: want, NICs: wantNICs})
 		if !ok {
 			return 0
 		}
@@ -503,17 +541,17 @@ func (c *gpuCache) describe(a allocation) (gpus, nics string) {
 	refs := make([]devicev1beta1.GPURef, len(a.gpus))
 	for i, pos := range a.gpus {
 		refs[i].Index = int32(pos)
-		if st != nil && st.topo != nil && pos < len(st.uuids) {
-			refs[i].Index, refs[i].UUID = int32(st.index[pos]), st.uuids[pos]
+		if st != nil && st.topo() != nil && pos < len(st.devices.uuids) {
+			refs[i].Index, refs[i].UUID = int32(st.devices.index[pos]), st.devices.uuids[pos]
 		}
 	}
 	gpus = devicev1beta1.FormatGPUAnnotation(refs)
 	for i, n := range a.nics {
-		if st != nil && n < len(st.nics) {
+		if st != nil && st.devices != nil && n < len(st.devices.nics) {
 			if i > 0 {
 				nics += ","
 			}
-			nics += st.nics[n]
+			nics += st.devices.nics[n]
 		}
 	}
 	return gpus, nics

@@ -10,6 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
 	"github.com/tensorstack/t9k/pkg/topology"
@@ -69,7 +72,7 @@ func gpuPod(name string, uid types.UID, node string, gpus int, ann string) *v1.P
 func TestReserveChoosesBridgedPairAndNearestNIC(t *testing.T) {
 	c := newGPUCache(levels, gpuRes)
 	c.upsertNode(testNode("n0", "b0", "s0", 8))
-	c.upsertDevices(pairedDevices("n0"))
+	c.upsertDevices(newDevicesView(pairedDevices("n0")))
 	// GPU 0 is taken: a 2-GPU pod must get a whole bridged pair, not 1+2.
 	c.observePod(gpuPod("busy", "busy", "n0", 1, "0:GPU-n0-0"))
 	//
@@ -106,7 +109,7 @@ func TestAnnotationNamesGPUsByIndexAcrossAGap(t *testing.T) {
 	c.upsertNode(testNode("n0", "b0", "s0", 7))
 	d := pairedDevices("n0")
 	d.Status.GPUs = append(d.Status.GPUs[:1], d.Status.GPUs[2:]...) // index 1 is gone
-	c.upsertDevices(d)
+	c.upsertDevices(newDevicesView(d))
 	// Positions 0-6 are indices 0,2,3,4,5,6,7. Whole bridged pairs: indices (2,3), (4,5), (6,7);
 	// taking (2,3) leaves GPU 0 with two pairs on one root complex (the best leftovers), as in
 	// TestReserveChoosesBridgedPairAndNearestNIC.
@@ -128,7 +131,7 @@ func TestRebuildFromAnnotations(t *testing.T) {
 	got, ok := c.cluster.FreeGPUs("n0")
 	require.True(t, ok)
 	require.Equal(t, []int{0, 1, 2, 3, 4, 5}, got)
-	c.upsertDevices(pairedDevices("n0"))
+	c.upsertDevices(newDevicesView(pairedDevices("n0")))
 	c.observePod(gpuPod("a", "a", "n0", 2, "2:GPU-n0-2,3:GPU-n0-3"))
 	c.observePod(gpuPod("noann", "noann", "n0", 1, "")) // bound elsewhere: counts, lowest free
 	got, _ = c.cluster.FreeGPUs("n0")
@@ -152,10 +155,33 @@ func TestUnhealthyGPUIsNotOffered(t *testing.T) {
 	c.upsertNode(testNode("n0", "b0", "s0", 8))
 	d := pairedDevices("n0")
 	d.Status.GPUs[3].Health = devicev1beta1.GPUHealth{Healthy: false, Reason: "XID79"}
-	c.upsertDevices(d)
+	c.upsertDevices(newDevicesView(d))
 	got, _ := c.cluster.FreeGPUs("n0")
 	require.NotContains(t, got, 3)
 	require.Len(t, got, 7)
+}
+
+// The NodeDevices informer keeps a view, not the object: the transform derives it, and passes a
+// tombstone (which holds a view already) through.
+func TestDevicesTransformKeepsTheDerivedView(t *testing.T) {
+	d := pairedDevices("n0")
+	d.ResourceVersion = "7"
+	d.Status.GPUs[3].Health = devicev1beta1.GPUHealth{Healthy: false}
+	o, err := toDevicesView(d)
+	require.NoError(t, err)
+	v, ok := o.(*devicesView)
+	require.True(t, ok, "got %T", o)
+	require.Equal(t, "n0", v.Name)
+	require.Equal(t, "7", v.ResourceVersion)
+	require.Equal(t, 8, v.topo.NumGPUs())
+	require.Equal(t, []int{3}, v.unhealthy)
+	require.Equal(t, "GPU-n0-5", v.uuids[5])
+	require.Equal(t, []string{"mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"}, v.nics)
+
+	tomb := toolscache.DeletedFinalStateUnknown{Key: "n0", Obj: v}
+	o, err = toDevicesView(tomb)
+	require.NoError(t, err)
+	require.Equal(t, tomb, o)
 }
 
 // A gang plan holds its GPUs at once: a lone pod cannot take them between the members' cycles,
@@ -171,7 +197,7 @@ func TestGangPlanHoldsGPUsUntilClaimed(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		name := fmt.Sprintf("b1-n%d", i)
 		c.upsertNode(testNode(name, "b1", "s0", 8))
-		c.upsertDevices(pairedDevices(name))
+		c.upsertDevices(newDevicesView(pairedDevices(name)))
 	}
 	members := []memberReq{{uid: "m0", gpus: 8}, {uid: "m1", gpus: 8}, {uid: "m2", gpus: 8}, {uid: "m3", gpus: 8}}
 	plan, err := c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyPreferred}, nil)
@@ -242,4 +268,40 @@ func TestExpirePlans(t *testing.T) {
 	require.Equal(t, []string{"ns/g"}, c.expirePlans(0))
 	free, _ = c.freeOn("n0")
 	require.Equal(t, 8, free)
+}
+
+// Node heartbeats do not restate the node in the cache; a change of labels or GPUs does.
+func TestNodeChangedIgnoresHeartbeats(t *testing.T) {
+	p := &Topology{resource: gpuRes}
+	old := testNode("n0", "b0", "s0", 8)
+	beat := old.DeepCopy()
+	beat.ResourceVersion = "2"
+	beat.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
+	require.False(t, p.nodeChanged(old, beat))
+
+	moved := old.DeepCopy()
+	moved.Labels[levels[0]] = "b1"
+	require.True(t, p.nodeChanged(old, moved))
+
+	lost := testNode("n0", "b0", "s0", 7)
+	require.True(t, p.nodeChanged(old, lost))
+}
+
+// The saturated-cluster shortcut of PreFilter: some node must show the GPUs free in the snapshot.
+func TestSomeNodeHas(t *testing.T) {
+	node := func(name string, gpus int, used ...int) fwk.NodeInfo {
+		ni := framework.NewNodeInfo()
+		ni.SetNode(testNode(name, "b0", "s0", gpus))
+		for i, u := range used {
+			p := gpuPod(fmt.Sprintf("%s-p%d", name, i), types.UID(fmt.Sprintf("%s-p%d", name, i)), name, u, "")
+			p.Spec.Containers[0].Resources.Requests = p.Spec.Containers[0].Resources.Limits // the apiserver's defaulting
+			ni.AddPod(p)
+		}
+		return ni
+	}
+	full := []fwk.NodeInfo{node("a", 8, 8), node("b", 8, 4, 2)}
+	require.False(t, someNodeHas(full, gpuRes, 4))
+	require.True(t, someNodeHas(full, gpuRes, 2))
+	require.True(t, someNodeHas(append(full, node("c", 8)), gpuRes, 8))
+	require.False(t, someNodeHas(nil, gpuRes, 1))
 }

@@ -59,7 +59,7 @@ func TestTopologyHints(t *testing.T) {
 func TestGPUsFreedHintAppliesTheDeletionFirst(t *testing.T) {
 	p := &Topology{resource: gpuRes, cache: newGPUCache(levels, gpuRes)}
 	p.cache.upsertNode(testNode("n0", "b0", "s0", 8))
-	p.cache.upsertDevices(pairedDevices("n0"))
+	p.cache.upsertDevices(newDevicesView(pairedDevices("n0")))
 	running := gpuPod("busy", "busy", "n0", 8, "")
 	p.cache.observePod(running)
 	free, _ := p.cache.freeOn("n0")
