@@ -128,6 +128,10 @@ func (g *Gang) PreEnqueue(_ context.Context, pod *v1.Pod) *fwk.Status {
 		g.state.SetCondition(key, v1beta1.PodGroupConditionScheduled, metav1.ConditionFalse, v1beta1.ReasonInsufficientMemberPod, msg)
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	}
+	if until, ok := g.state.BackingOff(key); ok {
+		g.state.Hold(pod) // EndBackOff lets it go
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, fmt.Sprintf("gang backing off after a timed-out attempt until %s", until.Format(time.TimeOnly)))
+	}
 	g.state.Unhold(pod)
 	g.state.SetCondition(key, v1beta1.PodGroupConditionSufficientMember, metav1.ConditionTrue, v1beta1.ReasonSufficientMemberPods, "PodGroup has enough member pods")
 	if c := g.state.Condition(key, v1beta1.PodGroupConditionScheduled); c != nil && c.Reason == v1beta1.ReasonInsufficientMemberPod {
@@ -357,17 +361,17 @@ func (g *Gang) releaseIfPartial(key groupstate.GroupKey) {
 const maxBackoff = 30 * time.Second
 
 // backOff keeps a timed-out gang from taking back the room it just released (the other gangs it
-// blocked are usually further into their own backoff), and activates its members when it ends.
+// blocked are usually further into their own backoff). Its members wait behind the PreEnqueue
+// gate until the backoff ends, which opens it.
 func (g *Gang) backOff(gang *groupstate.Gang, d time.Duration) {
-	g.state.BackOff(gang.Key, time.Now().Add(d))
-	if g.handle == nil {
-		return
-	}
-	pods := map[string]*v1.Pod{}
+	var pending []*v1.Pod
 	for _, m := range gang.Members {
-		pods[m.Pod.Namespace+"/"+m.Pod.Name] = m.Pod
+		if m.Pod.Spec.NodeName == "" {
+			pending = append(pending, m.Pod)
+		}
 	}
-	time.AfterFunc(d, func() { g.handle.Activate(klog.Background(), pods) })
+	g.state.BackOff(gang.Key, time.Now().Add(d), pending)
+	time.AfterFunc(d, func() { g.state.EndBackOff(gang.Key) })
 }
 
 func (g *Gang) timeoutOf(gang *groupstate.Gang) time.Duration {

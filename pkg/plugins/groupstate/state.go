@@ -229,7 +229,7 @@ func (s *State) unholdLocked(key GroupKey, uid types.UID) {
 }
 
 // releaseHeldLocked queues for activation the held members of the group, if its gate is open now
-// (its PodGroup exists and enough members, of every role, exist).
+// (its PodGroup exists, enough members, of every role, exist, and it is not backing off).
 func (s *State) releaseHeldLocked(key GroupKey) {
 	h := s.held[key]
 	if len(h) == 0 || s.activate == nil {
@@ -238,6 +238,9 @@ func (s *State) releaseHeldLocked(key GroupKey) {
 	g := s.gangLocked(key)
 	if g.PodGroup == nil || g.ShortOfMembers() != "" {
 		return
+	}
+	if gr := s.groups[key]; gr != nil && s.now().Before(gr.backoffUntil) {
+		return // EndBackOff opens it
 	}
 	if s.toActivate == nil {
 		s.toActivate = map[string]*v1.Pod{}
@@ -873,12 +876,32 @@ func (s *State) MarkFailed(key GroupKey) {
 }
 
 // BackOff keeps the group's members out of PreFilter until the given time.
-func (s *State) BackOff(key GroupKey, until time.Time) {
+func (s *State) BackOff(key GroupKey, until time.Time, members []*v1.Pod) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if g := s.groups[key]; g != nil {
-		g.backoffUntil = until
+	g := s.groups[key]
+	if g == nil {
+		return
 	}
+	g.backoffUntil = until
+	// Held now, wherever the queue puts them (PreEnqueue holds those it sees meanwhile), so that
+	// EndBackOff opening the gate activates every one of them.
+	h := s.held[key]
+	if h == nil {
+		h = map[types.UID]*v1.Pod{}
+		s.held[key] = h
+	}
+	for _, p := range members {
+		h[p.UID] = p
+	}
+}
+
+// EndBackOff opens the gate BackOff closed (called when the backoff ends): the held members go
+// back to the active queue.
+func (s *State) EndBackOff(key GroupKey) {
+	s.mu.Lock()
+	defer s.unlockAndActivate(false)
+	s.releaseHeldLocked(key)
 }
 
 // BackingOff returns when the group's backoff ends, if it is backing off now.

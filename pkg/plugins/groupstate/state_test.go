@@ -365,3 +365,37 @@ func TestEligibleFuncAgreesWithEligible(t *testing.T) {
 		}
 	}
 }
+
+// A timed-out gang's backoff is a PreEnqueue gate: its members are held from the start of the
+// backoff, no event or sweep lets them go before it ends, and its end activates them all.
+func TestBackOffHoldsMembersUntilItEnds(t *testing.T) {
+	s := New()
+	now := time.Now()
+	s.now = func() time.Time { return now }
+	var activated []string
+	s.activate = func(pods map[string]*v1.Pod) {
+		for k := range pods {
+			activated = append(activated, k)
+		}
+	}
+	s.UpsertPodGroup(podGroup("g", "q", 2))
+	a, b := pod("a", "g", "q", "", 1, ""), pod("b", "g", "q", "", 1, "")
+	s.UpsertPod(a)
+	s.UpsertPod(b)
+	activated = nil
+
+	key, _ := KeyOf(a)
+	s.BackOff(key, now.Add(10*time.Second), []*v1.Pod{a, b})
+	s.UpsertPod(pod("c", "g", "q", "", 1, "")) // an event that would open a held member's gate
+	s.ReleaseHeld()
+	if len(activated) != 0 {
+		t.Fatalf("activated %v during the backoff", activated)
+	}
+
+	now = now.Add(10 * time.Second)
+	s.EndBackOff(key)
+	slices.Sort(activated)
+	if got := strings.Join(activated, ","); got != "ns/a,ns/b" {
+		t.Fatalf("EndBackOff activated %q, want ns/a,ns/b", got)
+	}
+}
