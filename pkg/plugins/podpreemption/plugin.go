@@ -36,6 +36,7 @@ const Name = "T9kPodPreemption"
 // Plugin is DefaultPreemption restricted as the package comment says.
 type Plugin struct {
 	*defaultpreemption.DefaultPreemption
+	handle framework.Handle
 }
 
 var _ framework.PostFilterPlugin = &Plugin{}
@@ -48,7 +49,7 @@ func New(ctx context.Context, _ runtime.Object, h framework.Handle) (framework.P
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
 	dp.IsEligiblePod = eligible
-	return &Plugin{DefaultPreemption: dp}, nil
+	return &Plugin{DefaultPreemption: dp, handle: h}, nil
 }
 
 // eligible says whether victim may be evicted for preemptor (besides having a lower priority,
@@ -69,5 +70,27 @@ func (p *Plugin) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod,
 	if _, ok := groupstate.KeyOf(pod); ok {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
+	all, err := p.handle.SnapshotSharedLister().NodeInfos().List()
+	if err == nil && !anyVictim(pod, all) {
+		// What DefaultPreemption would conclude, without its dry run: a copy of every node's state
+		// for each node, about 20 ms per failing attempt at 5000 nodes, which in a saturated
+		// cluster of equal priorities every pending pod paid on every retry.
+		return framework.NewPostFilterResultWithNominatedNode(""), fwk.NewStatus(fwk.Unschedulable,
+			fmt.Sprintf("0/%d nodes are available: %d No preemption victims found for incoming pod.", len(all), len(all)))
+	}
 	return p.DefaultPreemption.PostFilter(ctx, cs, pod, m)
+}
+
+// anyVictim reports whether some pod on the nodes has a lower priority than the preemptor and may
+// be preempted by it (eligible). One pass over the pods, stopping at the first.
+func anyVictim(pod *v1.Pod, nodes []fwk.NodeInfo) bool {
+	prio := corev1helpers.PodPriority(pod)
+	for _, ni := range nodes {
+		for _, pi := range ni.GetPods() {
+			if corev1helpers.PodPriority(pi.GetPod()) < prio && eligible(ni, pi, pod) {
+				return true
+			}
+		}
+	}
+	return false
 }
