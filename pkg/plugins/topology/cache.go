@@ -7,11 +7,9 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
-	"github.com/tensorstack/t9k/pkg/device/topospec"
 	"github.com/tensorstack/t9k/pkg/topology"
 )
 
@@ -27,55 +25,6 @@ type nodeState struct {
 	node    *v1.Node
 	devices *devicesView // nil without NodeDevices
 	gpus    int
-}
-
-// devicesView is what the scheduler keeps of a node's NodeDevices: the GPU interconnect derived
-// from it. The NodeDevices informer turns each object into its view as it arrives (see
-// toDevicesView), so the decoded object, about 12 KiB for 8 GPUs and most of it never read here,
-// is not held for every node of the cluster. ObjectMeta keeps only the name and resourceVersion,
-// for the informer's store.
-type devicesView struct {
-	metav1.ObjectMeta
-	topo *topology.GPUTopology // nil when the NodeDevices don't describe the GPUs
-	// index and uuids map a topology position to the device's NVML index and UUID (NodeDevices
-	// lists GPUs by index, with gaps when a GPU fell off the bus).
-	index     []int
-	uuids     []string
-	nics      []string // by NIC position, as the topology numbers them
-	unhealthy []int    // topology positions of GPUs NVML reports unhealthy
-}
-
-// newDevicesView derives the view of one NodeDevices.
-func newDevicesView(d *devicev1beta1.NodeDevices) *devicesView {
-	v := &devicesView{ObjectMeta: metav1.ObjectMeta{Name: d.Name, ResourceVersion: d.ResourceVersion}}
-	spec := topospec.FromInventory(d.Status.GPUs, d.Status.NICs)
-	if len(spec.GPUs) == 0 {
-		return v
-	}
-	t, err := topology.NewGPUTopology(spec)
-	if err != nil {
-		return v
-	}
-	v.topo = t
-	for pos, g := range d.Status.GPUs {
-		v.index = append(v.index, int(g.Index))
-		v.uuids = append(v.uuids, g.UUID)
-		if !g.Health.Healthy {
-			v.unhealthy = append(v.unhealthy, pos)
-		}
-	}
-	for _, n := range spec.NICs {
-		v.nics = append(v.nics, n.Name)
-	}
-	return v
-}
-
-// toDevicesView is the NodeDevices informer's transform.
-func toDevicesView(o any) (any, error) {
-	if d, ok := o.(*devicev1beta1.NodeDevices); ok {
-		return newDevicesView(d), nil
-	}
-	return o, nil // a DeletedFinalStateUnknown holds a view already
 }
 
 // topo is the node's GPU interconnect, nil without one.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -161,16 +162,13 @@ func TestUnhealthyGPUIsNotOffered(t *testing.T) {
 	require.Len(t, got, 7)
 }
 
-// The NodeDevices informer keeps a view, not the object: the transform derives it, and passes a
-// tombstone (which holds a view already) through.
-func TestDevicesTransformKeepsTheDerivedView(t *testing.T) {
+// The NodeDevices informer keeps a view, not the object: the view holds what the cache reads, and
+// the list and view types are what a reflector needs (items extracted, resourceVersion read).
+func TestDevicesViewKeepsTheDerivedTopology(t *testing.T) {
 	d := pairedDevices("n0")
 	d.ResourceVersion = "7"
 	d.Status.GPUs[3].Health = devicev1beta1.GPUHealth{Healthy: false}
-	o, err := toDevicesView(d)
-	require.NoError(t, err)
-	v, ok := o.(*devicesView)
-	require.True(t, ok, "got %T", o)
+	v := newDevicesView(d)
 	require.Equal(t, "n0", v.Name)
 	require.Equal(t, "7", v.ResourceVersion)
 	require.Equal(t, 8, v.topo.NumGPUs())
@@ -178,10 +176,19 @@ func TestDevicesTransformKeepsTheDerivedView(t *testing.T) {
 	require.Equal(t, "GPU-n0-5", v.uuids[5])
 	require.Equal(t, []string{"mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"}, v.nics)
 
-	tomb := toolscache.DeletedFinalStateUnknown{Key: "n0", Obj: v}
-	o, err = toDevicesView(tomb)
+	list := &devicesViewList{ListMeta: metav1.ListMeta{ResourceVersion: "9"}, Items: []devicesView{*v}}
+	items, err := meta.ExtractList(list)
 	require.NoError(t, err)
-	require.Equal(t, tomb, o)
+	require.Len(t, items, 1)
+	got, ok := items[0].(*devicesView)
+	require.True(t, ok, "got %T", items[0])
+	require.Equal(t, v.uuids, got.uuids)
+	acc, err := meta.ListAccessor(list)
+	require.NoError(t, err)
+	require.Equal(t, "9", acc.GetResourceVersion())
+	key, err := toolscache.MetaNamespaceKeyFunc(v.DeepCopyObject())
+	require.NoError(t, err)
+	require.Equal(t, "n0", key)
 }
 
 // A gang plan holds its GPUs at once: a lone pod cannot take them between the members' cycles,
