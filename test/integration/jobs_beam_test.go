@@ -78,6 +78,20 @@ func (e *jobEnv) requireBeamGang(name string, uid types.UID) {
 
 // operatorPod creates a pod as the Flink operator (or the Job controller) would, from a template's
 // labels and containers.
+// clusterRunning reports the job's FlinkCluster Running, as the Flink operator would, and returns
+// the submit Job the controller then creates.
+func (e *jobEnv) clusterRunning(job string) *batchv1.Job {
+	e.t.Helper()
+	fc := e.flinkCluster(job)
+	require.NoError(e.t, unstructured.SetNestedField(fc.Object, "Running", "status", "state"))
+	require.NoError(e.t, e.c.Update(e.ctx, fc))
+	submit := &batchv1.Job{}
+	e.eventually("submit job", func() bool {
+		return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: job + "-batchjob"}, submit) == nil
+	})
+	return submit
+}
+
 func (e *jobEnv) operatorPod(name string, labels map[string]string, spec corev1.PodSpec) *corev1.Pod {
 	e.t.Helper()
 	if len(spec.Containers) == 0 {
@@ -133,14 +147,7 @@ func TestJobBeamScheduler(t *testing.T) {
 	tm1 := e.operatorPod(cluster+"-taskmanager-1", tmLabels, corev1.PodSpec{})
 	e.runAll(jm.Name, tm0.Name)
 
-	fc = e.flinkCluster(name)
-	require.NoError(t, unstructured.SetNestedField(fc.Object, "Running", "status", "state"))
-	require.NoError(t, e.c.Update(e.ctx, fc))
-
-	submit := &batchv1.Job{}
-	e.eventually("submit job", func() bool {
-		return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name + "-batchjob"}, submit) == nil
-	})
+	submit := e.clusterRunning(name)
 	tmpl := submit.Spec.Template
 	require.Equal(t, schedv1.SchedulerName, tmpl.Spec.SchedulerName)
 	for k, v := range want(workloads.BeamSubmitter) {
@@ -226,13 +233,7 @@ func TestJobBeamDebug(t *testing.T) {
 	jmLabels, _, _ := unstructured.NestedStringMap(fc.Object, "spec", "jobManager", "podLabels")
 	require.Equal(t, job.Name, jmLabels[workloads.LabelOwnerName])
 	require.NotContains(t, jmLabels, schedv1.LabelGroupName)
-	require.NoError(t, unstructured.SetNestedField(fc.Object, "Running", "status", "state"))
-	require.NoError(t, e.c.Update(e.ctx, fc))
-
-	submit := &batchv1.Job{}
-	e.eventually("submit job", func() bool {
-		return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: job.Name + "-batchjob"}, submit) == nil
-	})
+	submit := e.clusterRunning(job.Name)
 	tmpl := submit.Spec.Template
 	c := tmpl.Spec.Containers[0]
 	require.Equal(t, []string{"sleep", "inf"}, c.Command)
@@ -253,14 +254,7 @@ func TestJobBeamPause(t *testing.T) {
 	e.installFlinkCRD()
 	job := e.apply("beamjob-t9k-scheduler.yaml", func(o client.Object) { o.SetName("wordcount-pause") }).(*batch.BeamJob)
 	cluster := job.Name + "-flinkcluster"
-	running := func() {
-		fc := e.flinkCluster(job.Name)
-		require.NoError(t, unstructured.SetNestedField(fc.Object, "Running", "status", "state"))
-		require.NoError(t, e.c.Update(e.ctx, fc))
-		e.eventually("submit job", func() bool {
-			return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: job.Name + "-batchjob"}, &batchv1.Job{}) == nil
-		})
-	}
+	running := func() { e.clusterRunning(job.Name) }
 	running()
 	e.waitPhase(job, batch.JobRunning)
 
@@ -404,13 +398,7 @@ func TestJobBeamGangIsTheFlinkCluster(t *testing.T) {
 	}
 	ge.waitBound(e.ns, name, 3, 60*time.Second)
 
-	fc = e.flinkCluster(name)
-	require.NoError(t, unstructured.SetNestedField(fc.Object, "Running", "status", "state"))
-	require.NoError(t, e.c.Update(e.ctx, fc))
-	submit := &batchv1.Job{}
-	e.eventually("submit job", func() bool {
-		return e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name + "-batchjob"}, submit) == nil
-	})
+	submit := e.clusterRunning(name)
 	sp := e.operatorPod(name+"-batchjob-x7k2p", submit.Spec.Template.Labels, submit.Spec.Template.Spec)
 	ge.waitBound(e.ns, name, 4, 60*time.Second)
 	require.NotEmpty(t, e.pod(sp.Name).Spec.NodeName, "the submit pod joined the running gang")
