@@ -200,6 +200,10 @@ func (s *State) Hold(pod *v1.Pod) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.holdLocked(key, pod)
+}
+
+func (s *State) holdLocked(key GroupKey, pod *v1.Pod) {
 	h := s.held[key]
 	if h == nil {
 		h = map[types.UID]*v1.Pod{}
@@ -886,13 +890,8 @@ func (s *State) BackOff(key GroupKey, until time.Time, members []*v1.Pod) {
 	g.backoffUntil = until
 	// Held now, wherever the queue puts them (PreEnqueue holds those it sees meanwhile), so that
 	// EndBackOff opening the gate activates every one of them.
-	h := s.held[key]
-	if h == nil {
-		h = map[types.UID]*v1.Pod{}
-		s.held[key] = h
-	}
 	for _, p := range members {
-		h[p.UID] = p
+		s.holdLocked(key, p)
 	}
 }
 

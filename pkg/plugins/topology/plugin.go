@@ -540,9 +540,7 @@ func (p *Topology) Reserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, no
 // lagging says whether the scheduler's snapshot of a node shows more GPUs free than this cache
 // does: a GPU pod's deletion the scheduler has handled and this cache not yet (see reap).
 func (p *Topology) lagging(ni fwk.NodeInfo, cacheFree int) bool {
-	alloc := ni.GetAllocatable().GetScalarResources()[p.resource]
-	used := ni.GetRequested().GetScalarResources()[p.resource]
-	return int(alloc-used) > cacheFree
+	return snapshotFree(ni, p.resource) > int64(cacheFree)
 }
 
 // someNodeHas reports whether the snapshot shows n of res free on some node: an upper bound of
@@ -558,7 +556,12 @@ func someNodeHas(nodes []fwk.NodeInfo, res v1.ResourceName, n int) bool {
 
 // snapshotHas reports whether the node's snapshot shows n of res free.
 func snapshotHas(ni fwk.NodeInfo, res v1.ResourceName, n int) bool {
-	return ni.GetAllocatable().GetScalarResources()[res]-ni.GetRequested().GetScalarResources()[res] >= int64(n)
+	return snapshotFree(ni, res) >= int64(n)
+}
+
+// snapshotFree is how much of res the scheduler's snapshot of the node shows free.
+func snapshotFree(ni fwk.NodeInfo, res v1.ResourceName) int64 {
+	return ni.GetAllocatable().GetScalarResources()[res] - ni.GetRequested().GetScalarResources()[res]
 }
 
 // alive says whether the informer's store still has this pod, not finished.
