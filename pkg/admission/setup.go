@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -200,10 +199,11 @@ func (k *keeper) want() *admissionregv1.ValidatingWebhookConfiguration {
 // else: `kubectl apply` of the manifests and the controllers then own disjoint fields, and
 // re-applying the manifests neither conflicts nor clears the bundle.
 func InjectCABundle(ctx context.Context, r client.Reader, w client.Writer, name string, caBundle []byte) error {
-	return injectCABundle(ctx, r, w, &admissionregv1.ValidatingWebhookConfiguration{}, name, caBundle, func(o client.Object) []*[]byte {
-		var out []*[]byte
-		for i := range o.(*admissionregv1.ValidatingWebhookConfiguration).Webhooks {
-			out = append(out, &o.(*admissionregv1.ValidatingWebhookConfiguration).Webhooks[i].ClientConfig.CABundle)
+	have := &admissionregv1.ValidatingWebhookConfiguration{}
+	return injectCABundle(ctx, r, w, have, "ValidatingWebhookConfiguration", name, caBundle, func() []*[]byte {
+		out := make([]*[]byte, len(have.Webhooks))
+		for i := range have.Webhooks {
+			out[i] = &have.Webhooks[i].ClientConfig.CABundle
 		}
 		return out
 	})
@@ -212,10 +212,11 @@ func InjectCABundle(ctx context.Context, r client.Reader, w client.Writer, name 
 // InjectMutatingCABundle is InjectCABundle for the MutatingWebhookConfiguration name (the Flink pod
 // webhook), shipped beside the validating one.
 func InjectMutatingCABundle(ctx context.Context, r client.Reader, w client.Writer, name string, caBundle []byte) error {
-	return injectCABundle(ctx, r, w, &admissionregv1.MutatingWebhookConfiguration{}, name, caBundle, func(o client.Object) []*[]byte {
-		var out []*[]byte
-		for i := range o.(*admissionregv1.MutatingWebhookConfiguration).Webhooks {
-			out = append(out, &o.(*admissionregv1.MutatingWebhookConfiguration).Webhooks[i].ClientConfig.CABundle)
+	have := &admissionregv1.MutatingWebhookConfiguration{}
+	return injectCABundle(ctx, r, w, have, "MutatingWebhookConfiguration", name, caBundle, func() []*[]byte {
+		out := make([]*[]byte, len(have.Webhooks))
+		for i := range have.Webhooks {
+			out[i] = &have.Webhooks[i].ClientConfig.CABundle
 		}
 		return out
 	})
@@ -223,17 +224,16 @@ func InjectMutatingCABundle(ctx context.Context, r client.Reader, w client.Write
 
 // injectCABundle reads the configuration name into have and patches the bundles (pointers into
 // have) that differ from caBundle.
-func injectCABundle(ctx context.Context, r client.Reader, w client.Writer, have client.Object, name string, caBundle []byte, bundles func(client.Object) []*[]byte) error {
+func injectCABundle(ctx context.Context, r client.Reader, w client.Writer, have client.Object, kind, name string, caBundle []byte, bundles func() []*[]byte) error {
 	if err := r.Get(ctx, types.NamespacedName{Name: name}, have); err != nil {
 		if apierrors.IsNotFound(err) {
-			kind := strings.TrimPrefix(fmt.Sprintf("%T", have), "*v1.")
 			return fmt.Errorf("%s %s not found: it is installed by the manifests (manifests/controllers), or run with --webhook-manage-config", kind, name)
 		}
 		return err
 	}
 	orig := have.DeepCopyObject().(client.Object)
 	changed := false
-	for _, b := range bundles(have) {
+	for _, b := range bundles() {
 		if !bytes.Equal(*b, caBundle) {
 			*b = caBundle
 			changed = true
