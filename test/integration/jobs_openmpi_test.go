@@ -38,10 +38,19 @@ func requireMpirun(t *testing.T) string {
 }
 
 // localRsh is an "ssh" for mpirun that starts the command on this machine and records the host it
-// was asked to reach, one per line, in log.
+// was asked to reach, one per line, in log. Every "node" is this machine, so each daemon gets its
+// own temporary directory: in a shared /tmp the daemons race to create the same session directory
+// (ompi.<hostname>.<uid>/jf.<job>) and one of them fails with "File exists".
 func localRsh(t *testing.T, dir string) (agent, log string) {
 	agent, log = filepath.Join(dir, "rsh"), filepath.Join(dir, "hosts")
-	script := fmt.Sprintf("#!/bin/sh\necho \"$1\" >> %s\nshift\nexec sh -c \"$*\"\n", log)
+	script := fmt.Sprintf(`#!/bin/sh
+echo "$1" >> %[1]s
+d=%[2]s/"$1"
+mkdir -p "$d"
+export TMPDIR="$d" OMPI_MCA_orte_tmpdir_base="$d"
+shift
+exec sh -c "$*"
+`, log, filepath.Join(dir, "tmp"))
 	require.NoError(t, os.WriteFile(agent, []byte(script), 0o755))
 	return agent, log
 }
