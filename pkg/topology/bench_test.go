@@ -147,3 +147,19 @@ func BenchmarkSetNodeReplace(b *testing.B) {
 		}
 	}
 }
+
+// Score as the scheduler asks it per scored node: one pod shape over many free masks of one model
+// (memoised after the first call per mask).
+func BenchmarkScoreDGXH100_1of8(b *testing.B) {
+	topo, err := NewGPUTopology(dgxH100Spec(nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, ok := topo.Score(uint64(i%255)+1, GPURequest{GPUs: 1}); !ok {
+			b.Fatal("no set")
+		}
+	}
+}

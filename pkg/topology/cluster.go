@@ -326,6 +326,15 @@ func (c *Cluster) FreeGPUs(name string) ([]int, bool) {
 	return maskIndices(n.free), true
 }
 
+// FreeMask is FreeGPUs as a bit mask, without allocating (Filter and Score ask per node).
+func (c *Cluster) FreeMask(name string) (uint64, bool) {
+	n := c.nodes[name]
+	if n == nil {
+		return 0, false
+	}
+	return n.free, true
+}
+
 // NodeDomain returns the domain of a node at a level (len(Levels()) for the whole cluster).
 func (c *Cluster) NodeDomain(name string, level int) (DomainInfo, bool) {
 	n := c.nodes[name]

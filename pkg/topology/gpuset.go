@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // MaxGPUsPerNode bounds the GPUs of one node: GPU sets are uint64 bit masks.
@@ -88,7 +89,26 @@ type GPUTopology struct {
 	pcie     []int32 // n*n PCIe points between GPUs
 	nicLevel [][]PCIeLevel
 	nicNames []string
+
+	// scores memoises Score by free mask and request: a scheduler scores the same few shapes on
+	// thousands of nodes of one model per pod (see Share), and a node's free mask takes few values.
+	scoresMu sync.RWMutex
+	scores   map[scoreKey]scored
 }
+
+type scoreKey struct {
+	free       uint64
+	gpus, nics int32
+}
+
+type scored struct {
+	q  Quality
+	ok bool
+}
+
+// maxMemoScores bounds the memo of one topology (about 80 bytes an entry): every free mask and
+// request of an 8-GPU node with up to 8 NICs is about 23000.
+const maxMemoScores = 1 << 15
 
 // NewGPUTopology validates and compiles spec.
 func NewGPUTopology(spec GPUTopologySpec) (*GPUTopology, error) {
@@ -286,9 +306,25 @@ func (t *GPUTopology) Choose(free uint64, req GPURequest) (GPUChoice, bool) {
 	return c, true
 }
 
-// Score is the Quality of the set Choose would take, without building the result.
+// Score is the Quality of the set Choose would take, without building the result. Answers are
+// memoised (the topology is immutable, so they never go stale).
 func (t *GPUTopology) Score(free uint64, req GPURequest) (Quality, bool) {
+	k := scoreKey{free: free & t.AllGPUs(), gpus: int32(req.GPUs), nics: int32(min(req.NICs, len(t.nicNames)))}
+	t.scoresMu.RLock()
+	r, hit := t.scores[k]
+	t.scoresMu.RUnlock()
+	if hit {
+		return r.q, r.ok
+	}
 	c, ok := t.Choose(free, req)
+	t.scoresMu.Lock()
+	if t.scores == nil {
+		t.scores = map[scoreKey]scored{}
+	}
+	if len(t.scores) < maxMemoScores {
+		t.scores[k] = scored{c.Quality, ok}
+	}
+	t.scoresMu.Unlock()
 	return c.Quality, ok
 }
 
@@ -488,4 +524,42 @@ func firstFree(free uint64, k int) ([]int, bool) {
 		out = append(out, bits.TrailingZeros64(f))
 	}
 	return out, true
+}
+
+// shared holds one GPUTopology per distinct interconnect seen by Share.
+var shared = struct {
+	sync.Mutex
+	byKey map[string]*GPUTopology
+}{byKey: map[string]*GPUTopology{}}
+
+// maxShared bounds Share's registry: a cluster has a handful of node models; past this many
+// distinct ones (a bug feeding unique topologies), values are no longer shared.
+const maxShared = 1024
+
+// Share returns the GPUTopology equal to t that an earlier call returned, else registers and
+// returns t: nodes of one model then share one value, its memory and its Score memo.
+func Share(t *GPUTopology) *GPUTopology {
+	if t == nil {
+		return nil
+	}
+	k := t.key()
+	shared.Lock()
+	defer shared.Unlock()
+	if s, ok := shared.byKey[k]; ok {
+		return s
+	}
+	if len(shared.byKey) < maxShared {
+		shared.byKey[k] = t
+	}
+	return t
+}
+
+// key encodes everything that makes two topologies differ.
+func (t *GPUTopology) key() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d|%v|%v|", t.n, t.nv, t.pcie)
+	for i, name := range t.nicNames {
+		fmt.Fprintf(&b, "%q:%v;", name, t.nicLevel[i])
+	}
+	return b.String()
 }

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"sort"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestCompileTopology(t *testing.T) {
@@ -319,4 +321,39 @@ func TestChooseMatchesBruteForce(t *testing.T) {
 			t.Fatalf("iteration %d: %d NICs, want %d", it, len(c.NICs), min(nics, len(spec.NICs)))
 		}
 	}
+}
+
+// Score answers from its memo exactly what Choose computes, for any mask and request, asked once
+// or again; masks differing only in bits past the node's GPUs share an answer.
+func TestScoreMemoMatchesChoose(t *testing.T) {
+	r := rand.New(rand.NewSource(11))
+	topos := []*GPUTopology{mustTopo(t, dgxH100Spec(nil)), mustTopo(t, pcieA100BridgedSpec()), mustTopo(t, l40sSpec())}
+	for it := 0; it < 4000; it++ {
+		topo := topos[r.Intn(len(topos))]
+		free := r.Uint64()
+		req := GPURequest{GPUs: r.Intn(10), NICs: r.Intn(3)}
+		c, okC := topo.Choose(free, req)
+		for range 2 {
+			q, ok := topo.Score(free, req)
+			require.Equal(t, okC, ok, "iteration %d", it)
+			require.Equal(t, c.Quality, q, "iteration %d: free=%b req=%+v", it, free, req)
+		}
+	}
+}
+
+// Share hands every node of one model the same value, and keeps different models apart.
+func TestShareByModel(t *testing.T) {
+	a1, a2 := mustTopo(t, dgxH100Spec(nil)), mustTopo(t, dgxH100Spec(nil))
+	b := mustTopo(t, l40sSpec())
+	require.NotSame(t, a1, a2)
+	require.Same(t, Share(a1), Share(a2))
+	require.Same(t, Share(a1), Share(a1))
+	require.NotSame(t, Share(a1), Share(b))
+	// The same GPUs with other NIC names are another model.
+	spec := dgxH100Spec(nil)
+	require.NotEmpty(t, spec.NICs)
+	spec.NICs = append([]NICSpec(nil), spec.NICs...)
+	spec.NICs[0].Name += "-other"
+	require.NotSame(t, Share(a1), Share(mustTopo(t, spec)))
+	require.Nil(t, Share(nil))
 }

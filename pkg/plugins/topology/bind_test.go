@@ -38,7 +38,7 @@ func (h stubHandle) ListPlugins() *schedconfig.Plugins {
 func bindSetup(t *testing.T, bindPlugins ...string) (*Topology, fwk.CycleState, *v1.Pod, *fake.Clientset) {
 	pod := gpuPod("p", "uid-p", "", 2, "")
 	client := fake.NewSimpleClientset(pod.DeepCopy())
-	p := &Topology{handle: stubHandle{client: client, bind: bindPlugins}, cache: newGPUCache(levels, gpuRes), resource: gpuRes}
+	p := &Topology{handle: stubHandle{client: client, bind: bindPlugins}, cache: newGPUCache(levels, gpuRes), resource: gpuRes, prios: newPriorities()}
 	p.cache.upsertNode(testNode("n0", "b0", "s0", 8))
 	p.cache.upsertDevices(newDevicesView(pairedDevices("n0")))
 	cs := framework.NewCycleState()

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"math/bits"
 	"sort"
 	"sync"
 	"time"
@@ -356,8 +357,8 @@ func (c *gpuCache) held(uid types.UID) (allocation, bool) {
 func (c *gpuCache) freeOn(node string) (int, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	free, ok := c.cluster.FreeGPUs(node)
-	return len(free), ok
+	free, ok := c.cluster.FreeMask(node)
+	return bits.OnesCount64(free), ok
 }
 
 // reap forgets the bound pods on node that alive says are gone. The scheduler requeues a pod on
@@ -383,11 +384,11 @@ func (c *gpuCache) reap(node string, alive func(*v1.Pod) bool) {
 func (c *gpuCache) freeOnWithout(node string, present map[types.UID]bool) (int, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	free, ok := c.cluster.FreeGPUs(node)
+	free, ok := c.cluster.FreeMask(node)
 	if !ok {
 		return 0, false
 	}
-	n := len(free)
+	n := bits.OnesCount64(free)
 	for uid := range c.podsOn[node] {
 		if a, held := c.owners[uid]; held && a.node == node && !present[uid] {
 			n += len(a.gpus)
@@ -404,19 +405,20 @@ func (c *gpuCache) score(node string, want, wantNICs int) int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	st := c.nodes[node]
-	free, ok := c.cluster.FreeGPUs(node)
-	if st == nil || !ok || len(free) < want || st.gpus <= 0 {
+	free, ok := c.cluster.FreeMask(node)
+	nfree := bits.OnesCount64(free)
+	if st == nil || !ok || nfree < want || st.gpus <= 0 {
 		return 0
 	}
 	var quality int64
 	if st.topo() != nil {
-		q, ok := st.topo().Score(maskOf(free), topology.GPURequest{GPUs: want, NICs: wantNICs})
+		q, ok := st.topo().Score(free, topology.GPURequest{GPUs: want, NICs: wantNICs})
 		if !ok {
 			return 0
 		}
 		quality = q.NodeScore()
 	}
-	used := st.gpus - (len(free) - want)
+	used := st.gpus - (nfree - want)
 	return quality<<fullnessBits | int64(max(1, used*fullnessMax/st.gpus))
 }
 

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -11,11 +12,15 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	toolscache "k8s.io/client-go/tools/cache"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
+	"k8s.io/utils/ptr"
 
 	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
+	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 	"github.com/tensorstack/t9k/pkg/topology"
 )
 
@@ -294,8 +299,9 @@ func TestNodeChangedIgnoresHeartbeats(t *testing.T) {
 	require.True(t, p.nodeChanged(old, lost))
 }
 
-// The saturated-cluster shortcut of PreFilter: some node must show the GPUs free in the snapshot.
-func TestSomeNodeHas(t *testing.T) {
+// The saturated-cluster shortcut of PreFilter: the nodes whose snapshot shows the GPUs free, as a
+// set while it stays within the limit, and their count.
+func TestGPUCandidates(t *testing.T) {
 	node := func(name string, gpus int, used ...int) fwk.NodeInfo {
 		ni := framework.NewNodeInfo()
 		ni.SetNode(testNode(name, "b0", "s0", gpus))
@@ -307,8 +313,111 @@ func TestSomeNodeHas(t *testing.T) {
 		return ni
 	}
 	full := []fwk.NodeInfo{node("a", 8, 8), node("b", 8, 4, 2)}
-	require.False(t, someNodeHas(full, gpuRes, 4))
-	require.True(t, someNodeHas(full, gpuRes, 2))
-	require.True(t, someNodeHas(append(full, node("c", 8)), gpuRes, 8))
-	require.False(t, someNodeHas(nil, gpuRes, 1))
+	fit, n := gpuCandidates(full, gpuRes, 4, 10)
+	require.Zero(t, n)
+	require.Empty(t, fit)
+	fit, n = gpuCandidates(full, gpuRes, 2, 10)
+	require.Equal(t, 1, n)
+	require.Equal(t, sets.New("b"), fit)
+	more := append(full, node("c", 8), node("d", 8, 1))
+	fit, n = gpuCandidates(more, gpuRes, 2, 10)
+	require.Equal(t, 3, n)
+	require.Equal(t, sets.New("b", "c", "d"), fit)
+	fit, n = gpuCandidates(more, gpuRes, 2, 2) // past the limit: no set, a count above it
+	require.Nil(t, fit)
+	require.Equal(t, 3, n)
+	_, n = gpuCandidates(nil, gpuRes, 1, 10)
+	require.Zero(t, n)
+}
+
+// A pod may preempt only while some pod holding a node has a lower priority; the count follows
+// Reserve, Unreserve and the informer, and a pod that never preempts never may.
+func TestPrioritiesMayPreempt(t *testing.T) {
+	pod := func(uid string, prio int32, node string) *v1.Pod {
+		p := gpuPod(uid, types.UID(uid), node, 1, "")
+		p.Spec.Priority = &prio
+		return p
+	}
+	pr := newPriorities()
+	high := pod("high", 100, "")
+	require.False(t, pr.mayPreempt(high), "nothing holds a node")
+	low := pod("low", 10, "")
+	pr.hold(low) // Reserve
+	require.True(t, pr.mayPreempt(high))
+	require.False(t, pr.mayPreempt(pod("peer", 10, "")), "equal priority is no victim")
+	never := high.DeepCopy()
+	never.Spec.PreemptionPolicy = ptr.To(v1.PreemptNever)
+	require.False(t, never.Spec.PreemptionPolicy == nil)
+	require.False(t, pr.mayPreempt(never))
+	pr.release(low.UID) // Unreserve
+	require.False(t, pr.mayPreempt(high))
+
+	bound := pod("low", 10, "n0")
+	pr.observe(bound, false)
+	pr.observe(bound, false) // an update counts once
+	require.True(t, pr.mayPreempt(high))
+	pending := pod("other", 1, "")
+	pr.observe(pending, false) // not on a node: not counted
+	pr.observe(pod("low", 10, "n0"), true)
+	require.False(t, pr.mayPreempt(high), "deleted")
+	pr.observe(bound, false)
+	done := bound.DeepCopy()
+	done.Status.Phase = v1.PodSucceeded
+	pr.observe(done, false)
+	require.False(t, pr.mayPreempt(high), "finished")
+	// A reserved pod's informer updates while it is still unbound do not drop it.
+	pr.hold(low)
+	pr.observe(low, false)
+	require.True(t, pr.mayPreempt(high))
+}
+
+// PreFilter hands the framework only the nodes with the GPUs free when nothing else could serve a
+// plain pod: not while a lower-priority pod might be preempted, not for a group's pod (queue
+// preemption), not in a cluster small enough that the framework filters every node anyway, and
+// not when the GPUs are free on many nodes.
+func TestPreFilterNarrowsToNodesWithTheGPUs(t *testing.T) {
+	snapshot := func(total, free int) []fwk.NodeInfo {
+		var nodes []fwk.NodeInfo
+		for i := 0; i < total; i++ {
+			name := fmt.Sprintf("n%d", i)
+			ni := framework.NewNodeInfo()
+			ni.SetNode(testNode(name, "b0", "s0", 8))
+			if i >= free {
+				p := gpuPod(name+"-p", types.UID(name+"-p"), name, 8, "")
+				p.Spec.Containers[0].Resources.Requests = p.Spec.Containers[0].Resources.Limits
+				ni.AddPod(p)
+			}
+			nodes = append(nodes, ni)
+		}
+		return nodes
+	}
+	p := &Topology{groups: groupstate.New(), cache: newGPUCache(levels, gpuRes), resource: gpuRes, res: newReservations(), prios: newPriorities()}
+	preFilter := func(pod *v1.Pod, nodes []fwk.NodeInfo) *framework.PreFilterResult {
+		res, st := p.PreFilter(context.Background(), framework.NewCycleState(), pod, nodes)
+		require.True(t, st.IsSuccess(), "%v", st)
+		return res
+	}
+	pod := gpuPod("plain", "plain", "", 2, "")
+	res := preFilter(pod, snapshot(120, 3))
+	require.NotNil(t, res)
+	require.Equal(t, sets.New("n0", "n1", "n2"), res.NodeNames)
+
+	require.Nil(t, preFilter(pod, snapshot(99, 3)), "the framework filters every node of a small cluster")
+	require.Nil(t, preFilter(pod, snapshot(120, 40)), "GPUs free on a third of the nodes")
+
+	grouped := pod.DeepCopy()
+	grouped.Labels = map[string]string{schedv1beta1.LabelQueue: "q"}
+	require.Nil(t, preFilter(grouped, snapshot(120, 3)), "a queue's pod keeps every node")
+
+	low := gpuPod("low", "low", "n5", 8, "")
+	low.Spec.Priority = ptr.To[int32](-1)
+	p.prios.observe(low, false)
+	require.Nil(t, preFilter(pod, snapshot(120, 3)), "a lower-priority pod might be preempted")
+	never := pod.DeepCopy()
+	never.Spec.PreemptionPolicy = ptr.To(v1.PreemptNever)
+	require.NotNil(t, preFilter(never, snapshot(120, 3)), "a pod that never preempts")
+
+	_, st := p.PreFilter(context.Background(), framework.NewCycleState(), pod, snapshot(120, 0))
+	require.Equal(t, fwk.Unschedulable, st.Code())
+	require.Equal(t, "120 Insufficient nvidia.com/gpu", st.Message())
 }

@@ -68,7 +68,7 @@ func newDevicesView(d *devicev1beta1.NodeDevices) *devicesView {
 	if err != nil {
 		return v
 	}
-	v.topo = t
+	v.topo = topology.Share(t) // nodes of one model share it, and its Score memo
 	for pos, g := range d.Status.GPUs {
 		v.index = append(v.index, int(g.Index))
 		v.uuids = append(v.uuids, g.UUID)

@@ -70,6 +70,8 @@ type Topology struct {
 	binder     bool // T9kTopology is the profile's first Bind plugin
 
 	res *reservations
+	// prios tells PreFilter whether a plain pod could preempt anything (see narrow.go).
+	prios *priorities
 }
 
 var (
@@ -109,6 +111,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		resource: v1.ResourceName(args.GPUResource), nicRes: v1.ResourceName(args.NICResource)}
 	p.cache = newGPUCache(args.Levels, p.resource)
 	p.res = newReservations()
+	p.prios = newPriorities()
 	// Our PreFilter plans GPU gangs as a whole: T9kGang need not fit them over every node again.
 	groups.SetPlanner(p.resource)
 	if err := p.watch(ctx); err != nil {
@@ -230,6 +233,7 @@ func (p *Topology) onPod(o any, deleted bool) {
 	if !ok {
 		return
 	}
+	p.prios.observe(pod, deleted)
 	if deleted {
 		p.cache.forgetPod(pod.UID)
 		// A pending member deleted: its gang's plan would hold GPUs for a member that will never
@@ -263,8 +267,16 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 		// learn it (at 5000 nodes it was most of the scheduler's time, and pods waited in the
 		// active queue behind those attempts). The nodes' own counts answer at once, with the
 		// verdict NodeResourcesFit would give every node; Unschedulable leaves preemption on.
-		if !someNodeHas(nodes, p.resource, c.gpus) {
+		fit, count := gpuCandidates(nodes, p.resource, c.gpus, narrowLimit(len(nodes)))
+		if count == 0 {
 			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%d Insufficient %s", len(nodes), p.resource))
+		}
+		// When only a few nodes have the GPUs, the framework would still run every filter plugin
+		// on every node to find them (at 5000 nodes, most of a successful attempt's time). Hand it
+		// those nodes, unless PriorityClass preemption could use the others: it only considers
+		// nodes inside a PreFilterResult. A pod of a group keeps every node for queue preemption.
+		if fit != nil && !ok && len(nodes) >= minNodesToNarrow && !p.prios.mayPreempt(pod) {
+			return &framework.PreFilterResult{NodeNames: fit}, nil
 		}
 		return nil, nil
 	}
@@ -519,6 +531,7 @@ func (p *Topology) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod
 
 // Reserve takes the pod's GPUs in the cache: its planned set, or the best set on the node.
 func (p *Topology) Reserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
+	p.prios.hold(pod) // every pod: any of them may be a later pod's preemption victim
 	c := readCycle(cs)
 	if c == nil || c.gpus == 0 {
 		return nil
@@ -543,17 +556,6 @@ func (p *Topology) lagging(ni fwk.NodeInfo, cacheFree int) bool {
 	return snapshotFree(ni, p.resource) > int64(cacheFree)
 }
 
-// someNodeHas reports whether the snapshot shows n of res free on some node: an upper bound of
-// what Filter finds (the cache also counts plans, and NodeResourcesFit nominated pods).
-func someNodeHas(nodes []fwk.NodeInfo, res v1.ResourceName, n int) bool {
-	for _, ni := range nodes {
-		if snapshotHas(ni, res, n) {
-			return true
-		}
-	}
-	return false
-}
-
 // snapshotHas reports whether the node's snapshot shows n of res free.
 func snapshotHas(ni fwk.NodeInfo, res v1.ResourceName, n int) bool {
 	return snapshotFree(ni, res) >= int64(n)
@@ -576,6 +578,7 @@ func (p *Topology) alive(pod *v1.Pod) bool {
 // Unreserve returns the pod's GPUs; a member failing after its gang was planned drops the plan so
 // the gang is planned afresh on its next attempt.
 func (p *Topology) Unreserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ string) {
+	p.prios.release(pod.UID)
 	p.cache.forgetPod(pod.UID)
 	if c := readCycle(cs); c != nil && c.gang != "" {
 		p.cache.dropPlan(c.gang)
