@@ -114,6 +114,8 @@ type State struct {
 	// held are the members T9kGang's PreEnqueue turned away (too few members, no PodGroup), by
 	// group: Activate is used only to let these through once their gate opens.
 	held map[GroupKey]map[types.UID]*v1.Pod
+	// prios counts the pods holding a node by priority (priorities.go).
+	prios *Priorities
 }
 
 // New returns an empty State; For wires one to a scheduler. Tests and benchmarks feed it through
@@ -129,8 +131,12 @@ func New() *State {
 		desired:   map[GroupKey]*pgStatus{},
 		held:      map[GroupKey]map[types.UID]*v1.Pod{},
 		now:       time.Now,
+		prios:     NewPriorities(),
 	}
 }
+
+// Priorities is the count of pods holding a node by priority, fed by every pod event.
+func (s *State) Priorities() *Priorities { return s.prios }
 
 // SetQueueNamespace sets where Queues are looked up (the queue plugin's args).
 func (s *State) SetQueueNamespace(ns string) {
@@ -159,6 +165,7 @@ func (s *State) UpsertPod(pod *v1.Pod) { s.upsertPod(pod, false) }
 
 // upsertPod is UpsertPod; fromHint: called inside a queueing hint (see unlockAndActivate).
 func (s *State) upsertPod(pod *v1.Pod, fromHint bool) {
+	s.prios.Observe(pod, false)
 	key, ok := KeyOf(pod)
 	if !ok {
 		return
@@ -288,6 +295,7 @@ func (s *State) unlockAndActivate(fromHint bool) {
 func (s *State) DeletePod(pod *v1.Pod) { s.deletePod(pod, false) }
 
 func (s *State) deletePod(pod *v1.Pod, fromHint bool) {
+	s.prios.Observe(pod, true)
 	s.mu.Lock()
 	defer s.unlockAndActivate(fromHint)
 	if key, ok := KeyOf(pod); ok {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 )
 
 // stubHandle answers the two questions Bind and PreBind ask of the framework.
@@ -38,7 +39,7 @@ func (h stubHandle) ListPlugins() *schedconfig.Plugins {
 func bindSetup(t *testing.T, bindPlugins ...string) (*Topology, fwk.CycleState, *v1.Pod, *fake.Clientset) {
 	pod := gpuPod("p", "uid-p", "", 2, "")
 	client := fake.NewSimpleClientset(pod.DeepCopy())
-	p := &Topology{handle: stubHandle{client: client, bind: bindPlugins}, cache: newGPUCache(levels, gpuRes), resource: gpuRes, prios: newPriorities()}
+	p := &Topology{handle: stubHandle{client: client, bind: bindPlugins}, cache: newGPUCache(levels, gpuRes), resource: gpuRes, prios: groupstate.NewPriorities()}
 	p.cache.upsertNode(testNode("n0", "b0", "s0", 8))
 	p.cache.upsertDevices(newDevicesView(pairedDevices("n0")))
 	cs := framework.NewCycleState()

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
@@ -313,62 +314,21 @@ func TestGPUCandidates(t *testing.T) {
 		return ni
 	}
 	full := []fwk.NodeInfo{node("a", 8, 8), node("b", 8, 4, 2)}
-	fit, n := gpuCandidates(full, gpuRes, 4, 10)
+	fit, n := gpuCandidates(full, gpuRes, 4, 10, nil)
 	require.Zero(t, n)
 	require.Empty(t, fit)
-	fit, n = gpuCandidates(full, gpuRes, 2, 10)
+	fit, n = gpuCandidates(full, gpuRes, 2, 10, nil)
 	require.Equal(t, 1, n)
 	require.Equal(t, sets.New("b"), fit)
 	more := append(full, node("c", 8), node("d", 8, 1))
-	fit, n = gpuCandidates(more, gpuRes, 2, 10)
+	fit, n = gpuCandidates(more, gpuRes, 2, 10, nil)
 	require.Equal(t, 3, n)
 	require.Equal(t, sets.New("b", "c", "d"), fit)
-	fit, n = gpuCandidates(more, gpuRes, 2, 2) // past the limit: no set, a count above it
+	fit, n = gpuCandidates(more, gpuRes, 2, 2, nil) // past the limit: no set, a count above it
 	require.Nil(t, fit)
 	require.Equal(t, 3, n)
-	_, n = gpuCandidates(nil, gpuRes, 1, 10)
+	_, n = gpuCandidates(nil, gpuRes, 1, 10, nil)
 	require.Zero(t, n)
-}
-
-// A pod may preempt only while some pod holding a node has a lower priority; the count follows
-// Reserve, Unreserve and the informer, and a pod that never preempts never may.
-func TestPrioritiesMayPreempt(t *testing.T) {
-	pod := func(uid string, prio int32, node string) *v1.Pod {
-		p := gpuPod(uid, types.UID(uid), node, 1, "")
-		p.Spec.Priority = &prio
-		return p
-	}
-	pr := newPriorities()
-	high := pod("high", 100, "")
-	require.False(t, pr.mayPreempt(high), "nothing holds a node")
-	low := pod("low", 10, "")
-	pr.hold(low) // Reserve
-	require.True(t, pr.mayPreempt(high))
-	require.False(t, pr.mayPreempt(pod("peer", 10, "")), "equal priority is no victim")
-	never := high.DeepCopy()
-	never.Spec.PreemptionPolicy = ptr.To(v1.PreemptNever)
-	require.False(t, never.Spec.PreemptionPolicy == nil)
-	require.False(t, pr.mayPreempt(never))
-	pr.release(low.UID) // Unreserve
-	require.False(t, pr.mayPreempt(high))
-
-	bound := pod("low", 10, "n0")
-	pr.observe(bound, false)
-	pr.observe(bound, false) // an update counts once
-	require.True(t, pr.mayPreempt(high))
-	pending := pod("other", 1, "")
-	pr.observe(pending, false) // not on a node: not counted
-	pr.observe(pod("low", 10, "n0"), true)
-	require.False(t, pr.mayPreempt(high), "deleted")
-	pr.observe(bound, false)
-	done := bound.DeepCopy()
-	done.Status.Phase = v1.PodSucceeded
-	pr.observe(done, false)
-	require.False(t, pr.mayPreempt(high), "finished")
-	// A reserved pod's informer updates while it is still unbound do not drop it.
-	pr.hold(low)
-	pr.observe(low, false)
-	require.True(t, pr.mayPreempt(high))
 }
 
 // PreFilter hands the framework only the nodes with the GPUs free when nothing else could serve a
@@ -391,7 +351,7 @@ func TestPreFilterNarrowsToNodesWithTheGPUs(t *testing.T) {
 		}
 		return nodes
 	}
-	p := &Topology{groups: groupstate.New(), cache: newGPUCache(levels, gpuRes), resource: gpuRes, res: newReservations(), prios: newPriorities()}
+	p := &Topology{groups: groupstate.New(), cache: newGPUCache(levels, gpuRes), resource: gpuRes, res: newReservations(), prios: groupstate.NewPriorities()}
 	preFilter := func(pod *v1.Pod, nodes []fwk.NodeInfo) *framework.PreFilterResult {
 		res, st := p.PreFilter(context.Background(), framework.NewCycleState(), pod, nodes)
 		require.True(t, st.IsSuccess(), "%v", st)
@@ -411,7 +371,7 @@ func TestPreFilterNarrowsToNodesWithTheGPUs(t *testing.T) {
 
 	low := gpuPod("low", "low", "n5", 8, "")
 	low.Spec.Priority = ptr.To[int32](-1)
-	p.prios.observe(low, false)
+	p.prios.Observe(low, false)
 	require.Nil(t, preFilter(pod, snapshot(120, 3)), "a lower-priority pod might be preempted")
 	never := pod.DeepCopy()
 	never.Spec.PreemptionPolicy = ptr.To(v1.PreemptNever)
@@ -420,4 +380,38 @@ func TestPreFilterNarrowsToNodesWithTheGPUs(t *testing.T) {
 	_, st := p.PreFilter(context.Background(), framework.NewCycleState(), pod, snapshot(120, 0))
 	require.Equal(t, fwk.Unschedulable, st.Code())
 	require.Equal(t, "120 Insufficient nvidia.com/gpu", st.Message())
+}
+
+// The memo answers as a fresh scan does while nodes change (the framework bumps a NodeInfo's
+// generation on every change), and after the node list is rebuilt.
+func TestFreeMemoFollowsChanges(t *testing.T) {
+	var memo freeMemo
+	var nodes []fwk.NodeInfo
+	for i := 0; i < 6; i++ {
+		ni := framework.NewNodeInfo()
+		ni.SetNode(testNode(fmt.Sprintf("n%d", i), "b0", "s0", 8))
+		nodes = append(nodes, ni)
+	}
+	check := func(want int) {
+		t.Helper()
+		for n := 1; n <= 8; n++ {
+			fresh, c1 := gpuCandidates(nodes, gpuRes, n, 100, nil)
+			memoed, c2 := gpuCandidates(nodes, gpuRes, n, 100, &memo)
+			require.Equal(t, c1, c2, "%d GPUs", n)
+			require.Equal(t, fresh, memoed, "%d GPUs", n)
+		}
+		_, c := gpuCandidates(nodes, gpuRes, 8, 100, &memo)
+		require.Equal(t, want, c)
+	}
+	check(6)
+	for i, ni := range nodes[:4] {
+		p := gpuPod(fmt.Sprintf("p%d", i), types.UID(fmt.Sprintf("p%d", i)), ni.Node().Name, 1+i, "")
+		p.Spec.Containers[0].Resources.Requests = p.Spec.Containers[0].Resources.Limits
+		ni.(*framework.NodeInfo).AddPod(p)
+		check(5 - i)
+	}
+	require.NoError(t, nodes[1].(*framework.NodeInfo).RemovePod(klog.Background(), gpuPod("p1", "p1", "n1", 2, "")))
+	check(3)
+	nodes = nodes[2:] // the list rebuilt: positions move
+	check(2)
 }

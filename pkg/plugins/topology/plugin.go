@@ -70,8 +70,11 @@ type Topology struct {
 	binder     bool // T9kTopology is the profile's first Bind plugin
 
 	res *reservations
-	// prios tells PreFilter whether a plain pod could preempt anything (see narrow.go).
-	prios *priorities
+	// prios tells PreFilter whether a plain pod could preempt anything (the State's count, which
+	// Reserve and Unreserve keep exact for our pods), and frees what the snapshot's nodes have
+	// free (see narrow.go).
+	prios *groupstate.Priorities
+	frees freeMemo
 }
 
 var (
@@ -111,7 +114,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		resource: v1.ResourceName(args.GPUResource), nicRes: v1.ResourceName(args.NICResource)}
 	p.cache = newGPUCache(args.Levels, p.resource)
 	p.res = newReservations()
-	p.prios = newPriorities()
+	p.prios = groups.Priorities()
 	// Our PreFilter plans GPU gangs as a whole: T9kGang need not fit them over every node again.
 	groups.SetPlanner(p.resource)
 	if err := p.watch(ctx); err != nil {
@@ -233,7 +236,6 @@ func (p *Topology) onPod(o any, deleted bool) {
 	if !ok {
 		return
 	}
-	p.prios.observe(pod, deleted)
 	if deleted {
 		p.cache.forgetPod(pod.UID)
 		// A pending member deleted: its gang's plan would hold GPUs for a member that will never
@@ -267,7 +269,7 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 		// learn it (at 5000 nodes it was most of the scheduler's time, and pods waited in the
 		// active queue behind those attempts). The nodes' own counts answer at once, with the
 		// verdict NodeResourcesFit would give every node; Unschedulable leaves preemption on.
-		fit, count := gpuCandidates(nodes, p.resource, c.gpus, narrowLimit(len(nodes)))
+		fit, count := gpuCandidates(nodes, p.resource, c.gpus, narrowLimit(len(nodes)), &p.frees)
 		if count == 0 {
 			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%d Insufficient %s", len(nodes), p.resource))
 		}
@@ -275,7 +277,7 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 		// on every node to find them (at 5000 nodes, most of a successful attempt's time). Hand it
 		// those nodes, unless PriorityClass preemption could use the others: it only considers
 		// nodes inside a PreFilterResult. A pod of a group keeps every node for queue preemption.
-		if fit != nil && !ok && len(nodes) >= minNodesToNarrow && !p.prios.mayPreempt(pod) {
+		if fit != nil && !ok && len(nodes) >= minNodesToNarrow && !p.prios.MayPreempt(pod) {
 			return &framework.PreFilterResult{NodeNames: fit}, nil
 		}
 		return nil, nil
@@ -531,7 +533,7 @@ func (p *Topology) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod
 
 // Reserve takes the pod's GPUs in the cache: its planned set, or the best set on the node.
 func (p *Topology) Reserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
-	p.prios.hold(pod) // every pod: any of them may be a later pod's preemption victim
+	p.prios.Hold(pod) // every pod: any of them may be a later pod's preemption victim
 	c := readCycle(cs)
 	if c == nil || c.gpus == 0 {
 		return nil
@@ -578,7 +580,7 @@ func (p *Topology) alive(pod *v1.Pod) bool {
 // Unreserve returns the pod's GPUs; a member failing after its gang was planned drops the plan so
 // the gang is planned afresh on its next attempt.
 func (p *Topology) Unreserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ string) {
-	p.prios.release(pod.UID)
+	p.prios.Release(pod.UID)
 	p.cache.forgetPod(pod.UID)
 	if c := readCycle(cs); c != nil && c.gang != "" {
 		p.cache.dropPlan(c.gang)
