@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	devicev1beta1 "github.com/tensorstack/t9k/pkg/apis/device/v1beta1"
 	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
@@ -414,4 +416,48 @@ func TestFreeMemoFollowsChanges(t *testing.T) {
 	check(3)
 	nodes = nodes[2:] // the list rebuilt: positions move
 	check(2)
+}
+
+// pagingReader serves NodeDevices lists as the apiserver does: a page of at most Limit objects
+// (all when 0) and a continue token, read from the options as controller-runtime's client
+// turns them into a request.
+type pagingReader struct {
+	client.Reader
+	items []devicev1beta1.NodeDevices
+	asked []int64 // the limit of each request
+}
+
+func (r *pagingReader) List(_ context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	o := (&client.ListOptions{}).ApplyOptions(opts).AsListOptions()
+	r.asked = append(r.asked, o.Limit)
+	from := 0
+	if o.Continue != "" {
+		from, _ = strconv.Atoi(o.Continue)
+	}
+	to := len(r.items)
+	if o.Limit > 0 && from+int(o.Limit) < to {
+		to = from + int(o.Limit)
+	}
+	l := list.(*devicev1beta1.NodeDevicesList)
+	l.Items = append([]devicev1beta1.NodeDevices(nil), r.items[from:to]...)
+	l.ResourceVersion = "42"
+	if to < len(r.items) {
+		l.Continue = strconv.Itoa(to)
+	}
+	return nil
+}
+
+// The informer's list reads NodeDevices a page at a time (at 5000 nodes a single list held about
+// 250 MB at once) and keeps a view of every one.
+func TestListViewsReadsPages(t *testing.T) {
+	r := &pagingReader{}
+	for i := 0; i < 7; i++ {
+		r.items = append(r.items, *pairedDevices(fmt.Sprintf("n%d", i)))
+	}
+	views, err := listViews(context.Background(), r, 3)
+	require.NoError(t, err)
+	require.Equal(t, []int64{3, 3, 3}, r.asked, "three requests of at most 3 objects")
+	require.Len(t, views.Items, 7)
+	require.Equal(t, "n6", views.Items[6].Name)
+	require.Equal(t, "42", views.ResourceVersion)
 }

@@ -98,23 +98,8 @@ func newDevicesInformer(cfg *rest.Config) (toolscache.SharedIndexInformer, error
 		return nil, fmt.Errorf("NodeDevices client: %w", err)
 	}
 	lw := &toolscache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			out := &devicesViewList{}
-			page := metav1.ListOptions{Limit: devicesPage}
-			for {
-				l := &devicev1beta1.NodeDevicesList{}
-				if err := c.List(ctx, l, &client.ListOptions{Raw: &page}); err != nil {
-					return nil, err
-				}
-				for i := range l.Items {
-					out.Items = append(out.Items, *newDevicesView(&l.Items[i]))
-				}
-				out.ResourceVersion = l.ResourceVersion
-				if l.Continue == "" {
-					return out, nil
-				}
-				page.Continue = l.Continue
-			}
+		ListWithContextFunc: func(ctx context.Context, _ metav1.ListOptions) (runtime.Object, error) {
+			return listViews(ctx, c, devicesPage)
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			w, err := c.Watch(ctx, &devicev1beta1.NodeDevicesList{}, &client.ListOptions{Raw: &opts})
@@ -130,4 +115,27 @@ func newDevicesInformer(cfg *rest.Config) (toolscache.SharedIndexInformer, error
 		},
 	}
 	return toolscache.NewSharedIndexInformer(lw, &devicesView{}, 0, toolscache.Indexers{}), nil
+}
+
+// listViews lists every NodeDevices in pages of pageSize, turning each page into views before the
+// next is read.
+func listViews(ctx context.Context, c client.Reader, pageSize int64) (*devicesViewList, error) {
+	out := &devicesViewList{}
+	// Limit and Continue as ListOptions fields: controller-runtime writes those over a Raw
+	// ListOptions' own (as 0 and ""), so a Raw limit would read every object at once.
+	page := &client.ListOptions{Limit: pageSize}
+	for {
+		l := &devicev1beta1.NodeDevicesList{}
+		if err := c.List(ctx, l, page); err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			out.Items = append(out.Items, *newDevicesView(&l.Items[i]))
+		}
+		out.ResourceVersion = l.ResourceVersion
+		if l.Continue == "" {
+			return out, nil
+		}
+		page = &client.ListOptions{Limit: pageSize, Continue: l.Continue}
+	}
 }
