@@ -58,13 +58,12 @@ func (p *Priorities) dropLocked(uid types.UID, prio int32) {
 
 // Observe follows a pod from the informer: counted while bound and not finished.
 func (p *Priorities) Observe(pod *v1.Pod, deleted bool) {
-	if deleted || pod.Spec.NodeName == "" || pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
-		if deleted || pod.Spec.NodeName != "" {
-			p.Release(pod.UID)
-		}
-		return
+	switch {
+	case deleted || pod.Spec.NodeName != "" && terminal(pod):
+		p.Release(pod.UID)
+	case pod.Spec.NodeName != "":
+		p.Hold(pod)
 	}
-	p.Hold(pod)
 }
 
 // MayPreempt reports whether PriorityClass preemption could find a victim for pod: it may

@@ -329,6 +329,9 @@ func TestGPUCandidates(t *testing.T) {
 	fit, n = gpuCandidates(more, gpuRes, 2, 2, nil) // past the limit: no set, a count above it
 	require.Nil(t, fit)
 	require.Equal(t, 3, n)
+	fit, n = gpuCandidates(more, gpuRes, 2, 0, nil) // limit 0: whether some node has them
+	require.Nil(t, fit)
+	require.Equal(t, 1, n)
 	_, n = gpuCandidates(nil, gpuRes, 1, 10, nil)
 	require.Zero(t, n)
 }

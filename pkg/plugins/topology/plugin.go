@@ -269,15 +269,21 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 		// learn it (at 5000 nodes it was most of the scheduler's time, and pods waited in the
 		// active queue behind those attempts). The nodes' own counts answer at once, with the
 		// verdict NodeResourcesFit would give every node; Unschedulable leaves preemption on.
-		fit, count := gpuCandidates(nodes, p.resource, c.gpus, narrowLimit(len(nodes)), &p.frees)
-		if count == 0 {
-			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%d Insufficient %s", len(nodes), p.resource))
-		}
+		//
 		// When only a few nodes have the GPUs, the framework would still run every filter plugin
 		// on every node to find them (at 5000 nodes, most of a successful attempt's time). Hand it
 		// those nodes, unless PriorityClass preemption could use the others: it only considers
 		// nodes inside a PreFilterResult. A pod of a group keeps every node for queue preemption.
-		if fit != nil && !ok && len(nodes) >= minNodesToNarrow && !p.prios.MayPreempt(pod) {
+		// Where the nodes may not be narrowed, the scan stops at the first node with the GPUs.
+		limit := 0
+		if !ok && len(nodes) >= minNodesToNarrow && !p.prios.MayPreempt(pod) {
+			limit = narrowLimit(len(nodes))
+		}
+		fit, count := gpuCandidates(nodes, p.resource, c.gpus, limit, &p.frees)
+		if count == 0 {
+			return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%d Insufficient %s", len(nodes), p.resource))
+		}
+		if fit != nil {
 			return &framework.PreFilterResult{NodeNames: fit}, nil
 		}
 		return nil, nil
@@ -427,18 +433,20 @@ func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, pod *v1.Pod, ni 
 	// cluster) the framework stops here, where NodeResourcesFit would check every resource of the
 	// pod (a third of the scheduler's time at 5000 nodes). Preemption's dry runs and nominated
 	// pods change the snapshot, so they are seen as NodeResourcesFit sees them.
-	if !snapshotHas(ni, p.resource, c.gpus) {
+	snapFree := snapshotFree(ni, p.resource)
+	if snapFree < int64(c.gpus) {
 		return fwk.NewStatus(fwk.Unschedulable, "Insufficient "+string(p.resource))
 	}
+	// Where the snapshot shows more GPUs free than the cache, the cache lags (see lagging).
 	free, ok := p.cache.freeOn(name)
-	if ok && free < c.gpus && p.lagging(ni, free) {
+	if ok && free < c.gpus && snapFree > int64(free) {
 		p.cache.reap(name, p.alive)
 		free, ok = p.cache.freeOn(name)
 	}
 	// Only when the node's snapshot shows more GPUs free than the cache (a dry run removed
 	// victims, or the cache lags) is the slower per-pod count worth it: a node simply full (most
 	// nodes under GPU packing) is answered from the cache alone.
-	if ok && free < c.gpus && p.lagging(ni, free) {
+	if ok && free < c.gpus && snapFree > int64(free) {
 		// A preemption dry run (DefaultPreemption for plain pods) removes its victims from its
 		// copy of the node, not from this cache: count their GPUs as free too. Reserve picks the
 		// real GPUs from the cache, once the victims are gone.
@@ -556,11 +564,6 @@ func (p *Topology) Reserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, no
 // does: a GPU pod's deletion the scheduler has handled and this cache not yet (see reap).
 func (p *Topology) lagging(ni fwk.NodeInfo, cacheFree int) bool {
 	return snapshotFree(ni, p.resource) > int64(cacheFree)
-}
-
-// snapshotHas reports whether the node's snapshot shows n of res free.
-func snapshotHas(ni fwk.NodeInfo, res v1.ResourceName, n int) bool {
-	return snapshotFree(ni, res) >= int64(n)
 }
 
 // snapshotFree is how much of res the scheduler's snapshot of the node shows free.
