@@ -59,6 +59,11 @@ type gpuCache struct {
 	// owners: GPUs held by bound or reserved pods, and placeholders of planned members.
 	owners map[types.UID]allocation
 	plans  map[string]*gangPlan
+	// oldestPlan is no later than the creation of every plan in plans (exact after expirePlans
+	// scans them, earlier once the oldest is dropped), so that expirePlans, called in every GPU
+	// pod's PreFilter, looks at one time instead of every plan (hundreds of fully claimed plans
+	// live out their TTL in a busy cluster).
+	oldestPlan time.Time
 	// podsOn are the GPU pods bound to each node, kept so that a node or NodeDevices arriving
 	// after its pods (informers deliver in no particular order) recounts them.
 	podsOn  map[string]map[types.UID]*v1.Pod

@@ -285,6 +285,33 @@ func TestExpirePlans(t *testing.T) {
 	require.Equal(t, 8, free)
 }
 
+// Plans expire one by one by their own age, whichever was dropped before (expirePlans keeps only
+// the oldest plan's time between its scans).
+func TestExpirePlansEachByItsAge(t *testing.T) {
+	c := newGPUCache(levels, gpuRes)
+	for _, n := range []string{"n0", "n1", "n2"} {
+		c.upsertNode(testNode(n, "b0", "s0", 8))
+	}
+	plan := func(key string, uid types.UID) {
+		_, err := c.planGang(key, []memberReq{{uid: uid, gpus: 8}}, topology.Policy{}, nil)
+		require.NoError(t, err)
+	}
+	plan("ns/a", "a")
+	time.Sleep(60 * time.Millisecond)
+	plan("ns/b", "b")
+	plan("ns/c", "c")
+	require.Equal(t, []string{"ns/a"}, c.expirePlans(30*time.Millisecond))
+	require.Empty(t, c.expirePlans(time.Hour))
+	c.dropPlan("ns/b") // the oldest left goes some other way; c still expires
+	time.Sleep(60 * time.Millisecond)
+	require.Equal(t, []string{"ns/c"}, c.expirePlans(30*time.Millisecond))
+	require.Empty(t, c.plans)
+	for _, n := range []string{"n0", "n1", "n2"} {
+		free, _ := c.freeOn(n)
+		require.Equal(t, 8, free, n)
+	}
+}
+
 // Node heartbeats do not restate the node in the cache; a change of labels or GPUs does.
 func TestNodeChangedIgnoresHeartbeats(t *testing.T) {
 	p := &Topology{resource: gpuRes}

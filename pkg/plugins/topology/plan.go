@@ -58,6 +58,9 @@ func (c *gpuCache) planGang(key string, members []memberReq, policy topology.Pol
 		c.owners[placeholderUID(uid)] = allocation{node: p.Node, gpus: p.GPUs, nics: p.NICs}
 		gp.byPod[uid] = p
 	}
+	if len(c.plans) == 0 {
+		c.oldestPlan = gp.created // otherwise an existing plan is older
+	}
 	c.plans[key] = gp
 	return gp, nil
 }
@@ -112,29 +115,27 @@ func (c *gpuCache) dropPlansOf(uid types.UID) {
 // expirePlans drops plans older than maxAge: a gang whose members never came to claim their
 // places (rejected, deleted) must not hold GPUs for ever.
 func (c *gpuCache) expirePlans(maxAge time.Duration) []string {
-	// Called in every GPU pod's PreFilter: look under the read lock first, so that the common
-	// case (nothing expired) does not serialise with the binding cycles' readers.
+	// Called in every GPU pod's PreFilter: the common case (nothing can have expired) is one
+	// comparison under the read lock, not serialised with the binding cycles' readers.
 	c.mu.RLock()
-	stale := false
-	for _, gp := range c.plans {
-		if time.Since(gp.created) > maxAge {
-			stale = true
-			break
-		}
-	}
+	due := len(c.plans) > 0 && time.Since(c.oldestPlan) > maxAge
 	c.mu.RUnlock()
-	if !stale {
+	if !due {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var dropped []string
+	oldest := time.Time{}
 	for key, gp := range c.plans {
 		if time.Since(gp.created) > maxAge {
 			c.dropPlanLocked(key)
 			dropped = append(dropped, key)
+		} else if oldest.IsZero() || gp.created.Before(oldest) {
+			oldest = gp.created
 		}
 	}
+	c.oldestPlan = oldest
 	sort.Strings(dropped)
 	return dropped
 }
