@@ -88,9 +88,7 @@ func (s *State) afterSetCondition(key GroupKey, pg *v1beta1.PodGroup, condType s
 		return
 	}
 	s.status.queue.Add(key)
-	// The Reserved condition's message follows the drain; its events are T9kTopology's own (made,
-	// released), not one per message.
-	if s.status.recorder != nil && condType != v1beta1.PodGroupConditionReserved {
+	if s.status.recorder != nil && conditionEvent(condType, reason) {
 		ref := &v1.ObjectReference{APIVersion: v1beta1.GroupVersion.String(), Kind: "PodGroup", Namespace: pg.Namespace, Name: pg.Name, UID: pg.UID}
 		kind := v1.EventTypeNormal
 		if status == metav1.ConditionFalse {
@@ -98,6 +96,22 @@ func (s *State) afterSetCondition(key GroupKey, pg *v1beta1.PodGroup, condType s
 		}
 		s.status.recorder.Eventf(ref, nil, kind, reason, "Scheduling", "%s", message)
 	}
+}
+
+// conditionEvent says whether a condition change is worth an event of its own. Not for what
+// every gang passes through on its way to being placed: members still being created
+// (SufficientGroupMember, and GroupScheduled's InsufficientMemberPod, whose message changes with
+// each member: a gang of 64 made an event per member) and GroupScheduled's "Scheduling" (every
+// member exists); the conditions still say so. At 5000 nodes a backlog of 533 gangs made about a
+// thousand such events in its first second, each its own goroutine and POST (client-go's event
+// broadcaster), past the apiserver's 100 streams per connection: a burst of extra connections
+// and goroutines in the scheduler. Not for Reserved either: its message follows the drain, and
+// its events are T9kTopology's own (made, released).
+func conditionEvent(condType, reason string) bool {
+	if condType == v1beta1.PodGroupConditionSufficientMember || condType == v1beta1.PodGroupConditionReserved {
+		return false
+	}
+	return reason != v1beta1.ReasonScheduling && reason != v1beta1.ReasonInsufficientMemberPod
 }
 
 // SetReservation records the gang's reservation (nil: none) for its status, applied with the
