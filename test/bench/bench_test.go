@@ -46,6 +46,7 @@ func TestSmoke(t *testing.T) {
 	}
 	require.Len(t, rep.Runs, wantRuns)
 	streams := 0
+	t9kWrites := map[string]int{} // PodGroup updates seen per t9k scheduler, over its runs
 	for _, run := range rep.Runs {
 		w := workloads[run.Workload]
 		require.NotNil(t, run.Interconnect, "%s/%s", run.Workload, run.Scheduler)
@@ -71,7 +72,9 @@ func TestSmoke(t *testing.T) {
 			require.Equal(t, run.Gangs, pg.Groups, "%s/%s: every gang's PodGroup seen by the watch", run.Workload, run.Scheduler)
 			require.Positive(t, pg.GangMinutes)
 			if gangOf[run.Scheduler] == gangT9k {
-				require.Positive(t, pg.Updates, "%s/%s: t9k-scheduler writes its PodGroup conditions", run.Workload, run.Scheduler)
+				// Summed over the scheduler's runs: a run of 7 pods binds in ~30 ms here, and the
+				// conditions are written asynchronously, so one run's window may close first.
+				t9kWrites[run.Scheduler] += pg.Updates
 			}
 		}
 		if w.Stream != nil {
@@ -104,6 +107,11 @@ func TestSmoke(t *testing.T) {
 		require.Equal(t, run.Pods, run.Bound)
 	}
 	require.Positive(t, streams, "a stream workload ran")
+	for name, g := range gangOf {
+		if g == gangT9k {
+			require.Positive(t, t9kWrites[name], "%s writes its PodGroup conditions", name)
+		}
+	}
 
 	data, err := json.Marshal(rep)
 	require.NoError(t, err)
