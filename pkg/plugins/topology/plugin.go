@@ -78,8 +78,9 @@ type Topology struct {
 	// bindSlots bounds the Binding requests in flight. A gang's members are let through Permit
 	// together, so hundreds of binds can start at once; kube-apiserver takes 100 streams per
 	// HTTP/2 connection, and past that the client dials more connections (a TLS handshake each,
-	// dropped again when idle): at 5000 nodes about a thousand dials in a 6 s gang backlog, and
-	// most of t9k-scheduler's extra peak memory over kube-scheduler's.
+	// dropped again when idle). In a 5000-node gang backlog, with PodGroup events already cut
+	// (groupstate's conditionEvent), this bound took the scheduler from 52 sockets and 2275
+	// goroutines at its peak to 3 and 1467, and peak RSS from 292 to 277 MiB.
 	bindSlots chan struct{}
 }
 
