@@ -78,6 +78,21 @@ func BenchmarkPlan128x4On5000Nodes(b *testing.B) {
 	}
 }
 
+// A gang with no topology policy is packed over the whole cluster: the planner walks all 5000
+// nodes in locality order. PodGroups without a topologyPolicy (the benchmark's, most users') plan
+// this way.
+func BenchmarkPlan4x8NoPolicyOn5000Nodes(b *testing.B) {
+	c := benchCluster(b)
+	g := Gang{Groups: []MemberGroup{{Name: "worker", Count: 4, GPUs: 8}}, Policy: Policy{Mode: PolicyNone}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Plan(g); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkPlanRequiredBlockUnschedulable(b *testing.B) {
 	c := benchCluster(b)
 	g := Gang{Groups: []MemberGroup{{Name: "worker", Count: 120, GPUs: 8}}, Policy: Policy{Mode: PolicyRequired, Level: lBlock}}

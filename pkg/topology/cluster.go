@@ -49,6 +49,7 @@ type Cluster struct {
 	list    [][]*domain          // per level, for iteration in O(domains)
 	root    *domain
 	histLen int // length of every domain's histogram: max GPUs per node + 1
+	scratch packState
 }
 
 type node struct {

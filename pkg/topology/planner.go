@@ -3,6 +3,7 @@ package topology
 import (
 	"fmt"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -285,17 +286,51 @@ func (c *Cluster) failReason(g Gang, need demand, reqLevel int, packFail string)
 
 // packState is the scratch state of one packing attempt: the domain's nodes in locality order,
 // their free GPU masks and scalars as the plan consumes them, and per free-count min-heaps of
-// positions (best fit = lowest free count that fits; equal counts in locality order).
+// positions (best fit = lowest free count that fits; equal counts in locality order). The Cluster
+// keeps one and reuses its slices: a gang without a topology policy is packed over every node of
+// the cluster, and fresh slices per attempt were most of what the scheduler allocated in a backlog
+// of gangs at 5000 nodes.
 type packState struct {
 	nodes   []*node
 	free    []uint64
 	scalars map[int][]int64
 	buckets [][]int
+	kids    []*domain // appendLocalityOrder's stack of sorted children
+}
+
+// reset empties the scratch for a packing attempt with histLen buckets.
+func (ps *packState) reset(histLen int) {
+	clear(ps.nodes) // drop references to nodes the cluster may since have removed
+	ps.nodes, ps.free = ps.nodes[:0], ps.free[:0]
+	if ps.scalars == nil {
+		ps.scalars = map[int][]int64{}
+	}
+	clear(ps.scalars)
+	for len(ps.buckets) < histLen {
+		ps.buckets = append(ps.buckets, nil)
+	}
+	ps.buckets = ps.buckets[:histLen]
+	for f := range ps.buckets {
+		ps.buckets[f] = ps.buckets[f][:0]
+	}
+}
+
+// minGPUs is the fewest GPUs any member of g asks (0 when one asks none): nodes with fewer free
+// GPUs can take no member, so packing leaves them out.
+func minGPUs(g Gang) int {
+	m := -1
+	for _, grp := range g.Groups {
+		if grp.Count > 0 && (m < 0 || grp.GPUs < m) {
+			m = grp.GPUs
+		}
+	}
+	return max(m, 0)
 }
 
 func (c *Cluster) pack(d *domain, g Gang, need demand) (*Plan, string) {
-	ps := &packState{scalars: map[int][]int64{}}
-	ps.nodes = appendLocalityOrder(ps.nodes, d)
+	ps := &c.scratch
+	ps.reset(len(d.hist))
+	ps.nodes = ps.appendLocalityOrder(ps.nodes, d, minGPUs(g))
 	if g.Exclude != nil {
 		kept := ps.nodes[:0]
 		for _, n := range ps.nodes {
@@ -305,8 +340,7 @@ func (c *Cluster) pack(d *domain, g Gang, need demand) (*Plan, string) {
 		}
 		ps.nodes = kept
 	}
-	ps.free = make([]uint64, len(ps.nodes))
-	ps.buckets = make([][]int, len(d.hist))
+	ps.free = slices.Grow(ps.free, len(ps.nodes))[:len(ps.nodes)]
 	for i, n := range ps.nodes {
 		ps.free[i] = n.free
 		f := bits.OnesCount64(n.free)
@@ -352,12 +386,34 @@ func (c *Cluster) pack(d *domain, g Gang, need demand) (*Plan, string) {
 	return plan, ""
 }
 
-// appendLocalityOrder lists a domain's nodes depth first, children with more free GPUs first.
-func appendLocalityOrder(out []*node, d *domain) []*node {
-	if d.level == 0 {
-		return append(out, d.nodes...)
+// appendLocalityOrder lists a domain's nodes depth first, children with more free GPUs first,
+// leaving out nodes (and whole domains) with fewer than minFree free GPUs; the relative order of
+// the nodes listed does not depend on minFree.
+func appendLocalityOrder(out []*node, d *domain, minFree int) []*node {
+	var ps packState
+	return ps.appendLocalityOrder(out, d, minFree)
+}
+
+func (ps *packState) appendLocalityOrder(out []*node, d *domain, minFree int) []*node {
+	if !d.hasFree(minFree) {
+		return out
 	}
-	kids := append([]*domain(nil), d.kids...)
+	if d.level == 0 {
+		if minFree == 0 {
+			return append(out, d.nodes...)
+		}
+		for _, n := range d.nodes {
+			if bits.OnesCount64(n.free) >= minFree {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	// The children are sorted on a stack shared by the recursion: deeper calls append past them
+	// (a reallocation leaves this call's view of them intact) and truncate back when done.
+	base := len(ps.kids)
+	ps.kids = append(ps.kids, d.kids...)
+	kids := ps.kids[base:]
 	sort.Slice(kids, func(i, j int) bool {
 		if kids[i].free != kids[j].free {
 			return kids[i].free > kids[j].free
@@ -365,9 +421,21 @@ func appendLocalityOrder(out []*node, d *domain) []*node {
 		return kids[i].key < kids[j].key
 	})
 	for _, k := range kids {
-		out = appendLocalityOrder(out, k)
+		out = ps.appendLocalityOrder(out, k, minFree)
 	}
+	clear(ps.kids[base:])
+	ps.kids = ps.kids[:base]
 	return out
+}
+
+// hasFree says whether some node of d has at least f free GPUs.
+func (d *domain) hasFree(f int) bool {
+	for ; f < len(d.hist); f++ {
+		if d.hist[f] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Cluster) scalarVec(r Resources) []int64 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -285,4 +286,57 @@ func TestPlanNeverDoubleBooksAcrossGangs(t *testing.T) {
 		t.Fatalf("cluster says %d free, nodes say %d", left, recount)
 	}
 	t.Logf("%d pods placed, %d GPUs handed out, no conflicts", pods, total)
+}
+
+// TestPlanScratchCarriesNothingOver plans a sequence of random gangs (CPU-only members, binding
+// scalars, excluded nodes, every policy) on one cluster, whose packing scratch is reused from
+// plan to plan, and each gang again on a cluster built fresh in the same state: the plans must be
+// identical, so nothing a packing attempt leaves in the scratch reaches the next.
+func TestPlanScratchCarriesNothingOver(t *testing.T) {
+	build := func(seed int64) *Cluster {
+		r := rand.New(rand.NewSource(seed))
+		c := NewCluster(defaultLevels, []string{"cpu"})
+		for s := 0; s < 2; s++ {
+			for b := 0; b < 3; b++ {
+				for n := 0; n < 6; n++ {
+					var used []int
+					for g := 0; g < 8; g++ {
+						if r.Intn(3) == 0 {
+							used = append(used, g)
+						}
+					}
+					mustSet(t, c, NodeSpec{Name: fmt.Sprintf("s%d-b%d-n%d", s, b, n), GPUCount: 8, UsedGPUs: used,
+						Labels:      labels(lBlock, fmt.Sprintf("s%d-b%d", s, b), lSpine, fmt.Sprint("s", s), lZone, "z0"),
+						Allocatable: Resources{"cpu": 64000}, Requested: Resources{"cpu": int64(r.Intn(4)) * 16000}})
+				}
+			}
+		}
+		return c
+	}
+	reused := build(5)
+	r := rand.New(rand.NewSource(9))
+	planned := 0
+	for i := 0; i < 300; i++ {
+		g := Gang{Groups: []MemberGroup{{Name: "w", Count: 1 + r.Intn(8), GPUs: []int{1, 2, 4, 8}[r.Intn(4)],
+			Resources: Resources{"cpu": int64(r.Intn(3)) * 16000}}},
+			Policy: Policy{Mode: PolicyMode(r.Intn(3)), Level: []string{lBlock, lSpine}[r.Intn(2)]}}
+		if r.Intn(3) == 0 {
+			g.Groups = append(g.Groups, MemberGroup{Name: "launcher", Count: 1, Resources: Resources{"cpu": 8000}})
+		}
+		if r.Intn(3) == 0 {
+			skip := fmt.Sprintf("s%d-b%d-n%d", r.Intn(2), r.Intn(3), r.Intn(6))
+			g.Exclude = func(n string) bool { return n == skip }
+		}
+		got, gotErr := reused.Plan(g)
+		want, wantErr := build(5).Plan(g)
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("gang %d %+v: after earlier plans %+v (%v), on a fresh cluster %+v (%v)", i, g.Groups, got, gotErr, want, wantErr)
+		}
+		if gotErr == nil {
+			planned++
+		}
+	}
+	if planned < 100 {
+		t.Fatalf("only %d of 300 gangs placed: the comparison says little", planned)
+	}
 }
