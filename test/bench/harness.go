@@ -411,7 +411,7 @@ func (h *harness) runOne(ctx context.Context, w Workload, s schedulerUnderTest, 
 	}
 	h.logf("%s / %s: %d/%d bound, %.1f pods/s; %d pods never attempted%s", w.Name, s.Name, run.Bound, run.Pods, run.PodsPerSecond.Avg,
 		run.NeverAttempted, pgWrites.String())
-	return run, h.clear(ctx, ns)
+	return run, h.clear(ctx, ns, s.Gang)
 }
 
 func podsOf(jobs []Job) int {
@@ -590,9 +590,21 @@ func (h *harness) ensureT9kQueue(ctx context.Context) error {
 }
 
 // clear force-deletes the namespace's pods and waits until they are gone, so the next run starts
-// on empty nodes. Deleting tens of thousands of pods can outlast the apiserver's request timeout
-// (it goes on deleting); the collection is deleted again until nothing is left, three times at most.
-func (h *harness) clear(ctx context.Context, ns string) error {
+// on empty nodes, then deletes its PodGroups (of the gang mechanism gang), so a later run of a
+// scheduler that caches every PodGroup does not start with this run's. Deleting tens of
+// thousands of pods can outlast the apiserver's request timeout (it goes on deleting); the
+// collection is deleted again until nothing is left, three times at most.
+func (h *harness) clear(ctx context.Context, ns, gang string) error {
+	if err := h.clearPods(ctx, ns); err != nil {
+		return err
+	}
+	if gang == gangNone {
+		return nil
+	}
+	return h.dyn.Resource(podGroupGVR(gang)).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+}
+
+func (h *harness) clearPods(ctx context.Context, ns string) error {
 	zero := int64(0)
 	for attempt := 1; ; attempt++ {
 		if err := h.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
