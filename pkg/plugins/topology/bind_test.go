@@ -48,7 +48,7 @@ func bindSetup(t *testing.T, bindPlugins ...string) (*Topology, fwk.CycleState, 
 	pod := gpuPod("p", "uid-p", "", 2, "")
 	client := fake.NewSimpleClientset(pod.DeepCopy())
 	p := &Topology{handle: stubHandle{client: client, bind: bindPlugins}, cache: newGPUCache(levels, gpuRes), resource: gpuRes, prios: groupstate.NewPriorities(),
-		bindQ: newBindGate(maxBindsInFlight, maxBindsQueued)}
+		bindSlots: make(chan struct{}, maxBindsInFlight)}
 	p.cache.upsertNode(testNode("n0", "b0", "s0", 8))
 	p.cache.upsertDevices(newDevicesView(pairedDevices("n0")))
 	cs := framework.NewCycleState()
@@ -101,144 +101,75 @@ func TestPreBindPatchesWhenAnotherPluginBinds(t *testing.T) {
 	require.Regexp(t, `^[0-7]:GPU-n0-[0-7],[0-7]:GPU-n0-[0-7]$`, got.Annotations[devicev1beta1.AnnotationGPUs])
 }
 
-// bindServer stands in for the apiserver's binding endpoint (the fake clientset runs its reactors
-// one at a time, so it cannot show requests in flight together). Each Binding is held until free
-// is called; most is the most held at once.
-type bindServer struct {
-	mu                    sync.Mutex
-	inFlight, most, bound int
-	release               chan struct{}
-	releaseOnce           sync.Once
-	client                kubernetes.Interface
-}
-
-func newBindServer(t *testing.T) *bindServer {
-	s := &bindServer{release: make(chan struct{})}
+// However many members Permit lets through at once, at most cap(bindSlots) Binding requests are in
+// flight; the others wait their turn and all are bound. (An HTTP server stands in for the
+// apiserver: the fake clientset runs its reactors one at a time.)
+func TestBindsInFlightAreBounded(t *testing.T) {
+	const pods, slots = 8, 3
+	var mu sync.Mutex
+	inFlight, most, bound := 0, 0, 0
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/binding") {
 			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusBadRequest)
 			return
 		}
-		s.mu.Lock()
-		s.inFlight++
-		s.most = max(s.most, s.inFlight)
-		s.mu.Unlock()
-		<-s.release
-		s.mu.Lock()
-		s.inFlight--
-		s.bound++
-		s.mu.Unlock()
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		inFlight--
+		bound++
+		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Success"}`))
 	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(s.free) // before Close (cleanups run last first), which waits for the handlers
+	defer srv.Close()
+	defer free() // before Close, which waits for the handlers, also when an assertion fails
 	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL, QPS: -1})
 	require.NoError(t, err)
-	s.client = client
-	return s
-}
-
-func (s *bindServer) free() { s.releaseOnce.Do(func() { close(s.release) }) }
-
-func (s *bindServer) stats() (inFlight, most, bound int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inFlight, s.most, s.bound
-}
-
-// bindTopology is a T9kTopology binding through srv, with two 8-GPU nodes and the given gate.
-func bindTopology(srv *bindServer, gate *bindGate) *Topology {
-	p := &Topology{handle: stubHandle{client: srv.client, bind: []string{Name}}, cache: newGPUCache(levels, gpuRes), resource: gpuRes,
-		prios: groupstate.NewPriorities(), bindQ: gate}
+	p := &Topology{handle: stubHandle{client: client, bind: []string{Name}}, cache: newGPUCache(levels, gpuRes), resource: gpuRes, prios: groupstate.NewPriorities(),
+		bindSlots: make(chan struct{}, slots)}
 	for _, n := range []string{"n0", "n1"} {
 		p.cache.upsertNode(testNode(n, "b0", "s0", 8))
 		p.cache.upsertDevices(newDevicesView(pairedDevices(n)))
 	}
-	return p
-}
-
-// startBinds reserves n 2-GPU pods (named from first on) and starts their binds; the statuses
-// arrive on the returned channel.
-func startBinds(t *testing.T, p *Topology, first, n int) <-chan *fwk.Status {
-	errs := make(chan *fwk.Status, n)
-	for i := first; i < first+n; i++ {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan *fwk.Status, pods)
+	for i := range pods {
 		pod := gpuPod(fmt.Sprintf("p%d", i), types.UID(fmt.Sprintf("uid-%d", i)), "", 2, "")
-		node := fmt.Sprintf("n%d", i%2)
+		node := fmt.Sprintf("n%d", i/4)
 		cs := framework.NewCycleState()
 		cs.Write(stateKey, &cycle{gpus: 2})
-		require.Nil(t, p.Reserve(context.Background(), cs, pod, node))
-		go func() { errs <- p.Bind(context.Background(), cs, pod, node) }()
+		require.Nil(t, p.Reserve(ctx, cs, pod, node))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- p.Bind(ctx, cs, pod, node)
+		}()
 	}
-	return errs
-}
-
-// However many members Permit lets through at once, at most cap(bindQ.slots) Binding requests are
-// in flight; the others wait their turn and all are bound.
-func TestBindsInFlightAreBounded(t *testing.T) {
-	const pods, slots = 8, 3
-	srv := newBindServer(t)
-	p := bindTopology(srv, newBindGate(slots, pods))
-	errs := startBinds(t, p, 0, pods)
-	require.Eventually(t, func() bool { _, most, _ := srv.stats(); return most >= slots }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return most >= slots
+	}, 5*time.Second, time.Millisecond)
 	time.Sleep(50 * time.Millisecond) // a bind that ignored the bound would show up in this time
-	_, atOnce, _ := srv.stats()
+	mu.Lock()
+	atOnce := most
+	mu.Unlock()
 	require.Equal(t, slots, atOnce, "Binding requests in flight at once")
-	srv.free()
-	for range pods {
-		require.Nil(t, <-errs)
+	free()
+	wg.Wait()
+	close(errs)
+	for st := range errs {
+		require.Nil(t, st)
 	}
-	_, most, bound := srv.stats()
 	require.Equal(t, slots, most)
 	require.Equal(t, pods, bound)
-}
-
-// While the queue behind the bind slots is full, Reserve of a GPU pod holds the scheduling loop
-// until a queued pod gets its slot; a CPU-only pod (not bound by us) and an ended context are not
-// held.
-func TestReserveWaitsWhileBindQueueIsFull(t *testing.T) {
-	const slots, queued = 1, 2
-	srv := newBindServer(t)
-	gate := newBindGate(slots, queued)
-	p := bindTopology(srv, gate)
-	errs := startBinds(t, p, 0, slots+queued)
-	require.Eventually(t, func() bool {
-		inFlight, _, _ := srv.stats()
-		gate.mu.Lock()
-		defer gate.mu.Unlock()
-		return inFlight == slots && gate.queued == queued
-	}, 5*time.Second, time.Millisecond)
-
-	cpuOnly := framework.NewCycleState()
-	cpuOnly.Write(stateKey, &cycle{})
-	require.Nil(t, p.Reserve(context.Background(), cpuOnly, gpuPod("cpu", "uid-cpu", "", 0, ""), "n0"))
-
-	ended, cancel := context.WithCancel(context.Background())
-	cancel()
-	cs := framework.NewCycleState()
-	cs.Write(stateKey, &cycle{gpus: 2})
-	require.NotNil(t, p.Reserve(ended, cs, gpuPod("late", "uid-late", "", 2, ""), "n1"), "Reserve with an ended context")
-
-	held := make(chan *fwk.Status, 1)
-	go func() {
-		cs := framework.NewCycleState()
-		cs.Write(stateKey, &cycle{gpus: 2})
-		held <- p.Reserve(context.Background(), cs, gpuPod("next", "uid-next", "", 2, ""), "n1")
-	}()
-	select {
-	case st := <-held:
-		t.Fatalf("Reserve returned (%v) while %d pods were queued for a bind", st, queued)
-	case <-time.After(100 * time.Millisecond):
-	}
-	srv.free()
-	select {
-	case st := <-held:
-		require.Nil(t, st)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Reserve still held after the binds ended")
-	}
-	for range slots + queued {
-		require.Nil(t, <-errs)
-	}
 }

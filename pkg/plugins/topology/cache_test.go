@@ -383,7 +383,7 @@ func TestPreFilterNarrowsToNodesWithTheGPUs(t *testing.T) {
 		}
 		return nodes
 	}
-	p := &Topology{groups: groupstate.New(), cache: newGPUCache(levels, gpuRes), resource: gpuRes, res: newReservations(), prios: groupstate.NewPriorities(), bindQ: newBindGate(maxBindsInFlight, maxBindsQueued)}
+	p := &Topology{groups: groupstate.New(), cache: newGPUCache(levels, gpuRes), resource: gpuRes, res: newReservations(), prios: groupstate.NewPriorities()}
 	preFilter := func(pod *v1.Pod, nodes []fwk.NodeInfo) *framework.PreFilterResult {
 		res, st := p.PreFilter(context.Background(), framework.NewCycleState(), pod, nodes)
 		require.True(t, st.IsSuccess(), "%v", st)

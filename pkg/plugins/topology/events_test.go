@@ -13,7 +13,7 @@ import (
 )
 
 func TestTopologyHints(t *testing.T) {
-	p := &Topology{resource: "nvidia.com/gpu", cache: newGPUCache(levels, gpuRes), prios: groupstate.NewPriorities(), bindQ: newBindGate(maxBindsInFlight, maxBindsQueued)}
+	p := &Topology{resource: "nvidia.com/gpu", cache: newGPUCache(levels, gpuRes), prios: groupstate.NewPriorities()}
 	pod := func(node string, gpus int64, phase v1.PodPhase) *v1.Pod {
 		req := v1.ResourceList{v1.ResourceCPU: resource.MustParse("1")}
 		if gpus > 0 {
@@ -58,7 +58,7 @@ func TestTopologyHints(t *testing.T) {
 // own handler on the informer may run after the scheduler's, and the retried gang must plan on
 // the freed GPUs.
 func TestGPUsFreedHintAppliesTheDeletionFirst(t *testing.T) {
-	p := &Topology{resource: gpuRes, cache: newGPUCache(levels, gpuRes), prios: groupstate.NewPriorities(), bindQ: newBindGate(maxBindsInFlight, maxBindsQueued)}
+	p := &Topology{resource: gpuRes, cache: newGPUCache(levels, gpuRes), prios: groupstate.NewPriorities()}
 	p.cache.upsertNode(testNode("n0", "b0", "s0", 8))
 	p.cache.upsertDevices(newDevicesView(pairedDevices("n0")))
 	running := gpuPod("busy", "busy", "n0", 8, "")

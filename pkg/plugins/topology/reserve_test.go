@@ -25,7 +25,7 @@ func reservationSetup(t *testing.T) (*Topology, groupstate.GroupKey) {
 	} {
 		st.UpsertQueue(q)
 	}
-	p := &Topology{groups: st, cache: newGPUCache(levels, gpuRes), resource: gpuRes, res: newReservations(), prios: groupstate.NewPriorities(), bindQ: newBindGate(maxBindsInFlight, maxBindsQueued),
+	p := &Topology{groups: st, cache: newGPUCache(levels, gpuRes), resource: gpuRes, res: newReservations(), prios: groupstate.NewPriorities(),
 		args: config.T9kTopologyArgs{ReserveAfterSeconds: 1, MaxReservationsPerQueue: 1}}
 	for _, n := range []string{"n0", "n1"} {
 		p.cache.upsertNode(testNode(n, "b0", "s0", 8))
