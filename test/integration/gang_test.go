@@ -80,6 +80,7 @@ func TestGangWaitsForMinMember(t *testing.T) {
 	e.waitBound("default", "big", 10, 60*time.Second)
 	e.waitCondition("default", "big", v1beta1.PodGroupConditionSufficientMember, v1beta1.ReasonSufficientMemberPods)
 	e.waitCondition("default", "big", v1beta1.PodGroupConditionScheduled, v1beta1.ReasonPodGroupScheduled)
+	s.waitFor(t, "big", 10, 10*time.Second) // the sampler's own reads must see it whole too
 	requireAllOrNothing(t, s.finish()["big"], 10, "big")
 }
 

@@ -169,6 +169,9 @@ func TestPreemptWholeGang(t *testing.T) {
 	e.waitBound("default", "urgent", 2, 60*time.Second)
 	e.waitEvent("default", "victim", v1beta1.ReasonPreempted, "2 pods evicted for gang default/urgent of queue high")
 	e.waitEvent("default", "urgent", v1beta1.ReasonPreempting, "preempting 2 pods (16 GPUs) of default/victim")
+	// The reads above are not the sampler's: let it see urgent whole before it stops (CI once
+	// stopped it with its last list, which would have, still in flight).
+	s.waitFor(t, "urgent", 2, 10*time.Second)
 	samples := s.finish()
 	for _, g := range []string{"keep", "cpu-only"} {
 		for _, smp := range samples[g] {
