@@ -389,11 +389,6 @@ func (c *Cluster) pack(d *domain, g Gang, need demand) (*Plan, string) {
 // appendLocalityOrder lists a domain's nodes depth first, children with more free GPUs first,
 // leaving out nodes (and whole domains) with fewer than minFree free GPUs; the relative order of
 // the nodes listed does not depend on minFree.
-func appendLocalityOrder(out []*node, d *domain, minFree int) []*node {
-	var ps packState
-	return ps.appendLocalityOrder(out, d, minFree)
-}
-
 func (ps *packState) appendLocalityOrder(out []*node, d *domain, minFree int) []*node {
 	if !d.hasFree(minFree) {
 		return out

@@ -66,7 +66,7 @@ func (c *Cluster) Reserve(g Gang, pinned func(node string) int) (*Reservation, e
 			if d.total < total {
 				continue
 			}
-			nodes = appendLocalityOrder(nodes[:0], d, 0)
+			nodes = c.scratch.appendLocalityOrder(nodes[:0], d, 0)
 			need, waiting, ok := assign(sizes, nodes, g.Exclude, pinned)
 			if !ok {
 				continue
