@@ -591,9 +591,7 @@ func (h *harness) ensureT9kQueue(ctx context.Context) error {
 
 // clear force-deletes the namespace's pods and waits until they are gone, so the next run starts
 // on empty nodes, then deletes its PodGroups (of the gang mechanism gang), so a later run of a
-// scheduler that caches every PodGroup does not start with this run's. Deleting tens of
-// thousands of pods can outlast the apiserver's request timeout (it goes on deleting); the
-// collection is deleted again until nothing is left, three times at most.
+// scheduler that caches every PodGroup does not start with this run's.
 func (h *harness) clear(ctx context.Context, ns, gang string) error {
 	if err := h.clearPods(ctx, ns); err != nil {
 		return err
@@ -604,6 +602,9 @@ func (h *harness) clear(ctx context.Context, ns, gang string) error {
 	return h.dyn.Resource(podGroupGVR(gang)).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
 }
 
+// clearPods deletes the namespace's pods and waits until they are gone. Deleting tens of
+// thousands of pods can outlast the apiserver's request timeout (it goes on deleting); the
+// collection is deleted again until nothing is left, three times at most.
 func (h *harness) clearPods(ctx context.Context, ns string) error {
 	zero := int64(0)
 	for attempt := 1; ; attempt++ {

@@ -170,7 +170,7 @@ func TestPreemptWholeGang(t *testing.T) {
 	e.waitEvent("default", "victim", v1beta1.ReasonPreempted, "2 pods evicted for gang default/urgent of queue high")
 	e.waitEvent("default", "urgent", v1beta1.ReasonPreempting, "preempting 2 pods (16 GPUs) of default/victim")
 	// The reads above are not the sampler's: let it see urgent whole before it stops (CI once
-	// stopped it with its last list, which would have, still in flight).
+	// stopped it while the list that would have seen it was still in flight).
 	s.waitFor(t, "urgent", 2, 10*time.Second)
 	samples := s.finish()
 	for _, g := range []string{"keep", "cpu-only"} {
