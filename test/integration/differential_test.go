@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
@@ -66,9 +67,10 @@ type scenario struct {
 	// anyVictim: which of equal victims goes is a tie; compare how many, and that the pod bound
 	// where a victim was.
 	anyVictim bool
-	// nodesLast: the pods are created (and found unschedulable) before the nodes, so that they
-	// wait in the queue together and its order alone decides who goes first.
-	nodesLast bool
+	// uncordonLast: the nodes are created cordoned and the pods found unschedulable on them before
+	// the nodes are uncordoned, so that the pods wait in the queue together and its order alone
+	// decides who goes first.
+	uncordonLast bool
 }
 
 // outcome is what a scenario ended in, in node names without the run's prefix.
@@ -170,7 +172,7 @@ func differentialScenarios() []scenario {
 		{name: "preemption respects a PDB", nodes: []dnode{n("a")},
 			existing: []dpod{on(lbl(prio(p("guarded", "2"), "low"), "app", "guarded"), "a"), on(prio(p("free", "2"), "low"), "a")},
 			pdbs:     []*policyv1.PodDisruptionBudget{pdb("guard", 1, "app", "guarded")}, pods: []dpod{prio(p("high", "2"), "high")}},
-		{name: "priority order of pending pods", nodes: []dnode{n("a")}, nodesLast: true,
+		{name: "priority order of pending pods", nodes: []dnode{n("a")}, uncordonLast: true,
 			pods: []dpod{prio(p("first-low", "3"), "low"), prio(p("then-high", "3"), "high")}},
 		{name: "gpu pod fits", nodes: []dnode{with(n("a"), func(d *dnode) { d.gpus = 8 })}, pods: []dpod{{name: "p", cpu: "1", mem: "1Gi", gpus: 2}},
 			differs: "t9k-scheduler also picks the GPUs (device.tensorstack.dev/gpus annotation); the node is the same"},
@@ -233,7 +235,44 @@ func (e *gangEnv) runScenario(t *testing.T, prefix string, sc scenario, schedule
 	ns := prefix
 	e.namespace(ns, nil)
 	nodeName := func(short string) string { return prefix + "-" + short }
-	if sc.nodesLast {
+	// Everything goes before the next run: the two schedulers see every node.
+	defer func() {
+		zero := int64(0)
+		bg := context.Background()
+		_ = e.kc.CoreV1().Pods(ns).DeleteCollection(bg, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+		for _, d := range sc.nodes {
+			_ = e.kc.CoreV1().Nodes().Delete(bg, nodeName(d.name), metav1.DeleteOptions{})
+		}
+		require.NoError(t, wait.PollUntilContextTimeout(bg, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			pods, err1 := e.kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			nodes, err2 := e.kc.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			return err1 == nil && err2 == nil && len(pods.Items) == 0 && len(nodes.Items) == 0, nil
+		}), "scenario %s left objects behind", prefix)
+		time.Sleep(300 * time.Millisecond) // and the schedulers' caches have seen them go
+	}()
+	createNode := func(d dnode) {
+		node := readyNode(nodeName(d.name), d.gpus)
+		node.Status.Capacity[corev1.ResourceCPU] = resource.MustParse(d.cpu)
+		node.Status.Capacity[corev1.ResourceMemory] = resource.MustParse(d.mem)
+		node.Status.Capacity[corev1.ResourcePods] = *resource.NewQuantity(d.pods, resource.DecimalSI)
+		node.Status.Allocatable = node.Status.Capacity.DeepCopy()
+		for k, v := range d.labels {
+			node.Labels[k] = v
+		}
+		node.Spec.Taints, node.Spec.Unschedulable = d.taints, d.unschedulable || sc.uncordonLast
+		_, err := e.kc.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	for _, d := range sc.nodes {
+		createNode(d)
+	}
+	if sc.uncordonLast {
+		// Cordoned nodes, not no nodes: a pod that finds no node at all is rejected by no plugin, and
+		// then its own status write retries it (a second attempt, a 2 s backoff), while one rejected
+		// by NodeUnschedulable is retried only by a node change. Both pods then wait with one
+		// attempt each; past its 1 s backoff (in 1 s windows), the uncordon moves both to the
+		// active queue at once, where the queue's order decides. Were one still backing off, the
+		// backoff queue's window order could decide instead.
 		for _, d := range sc.pods {
 			_, err := e.kc.CoreV1().Pods(ns).Create(ctx, diffPod(ns, d, schedulerName), metav1.CreateOptions{})
 			require.NoError(t, err, "creating pod %s/%s", ns, d.name)
@@ -252,36 +291,13 @@ func (e *gangEnv) runScenario(t *testing.T, prefix string, sc scenario, schedule
 				return false, nil
 			}), "pod %s never tried", d.name)
 		}
-		time.Sleep(2 * time.Second) // past their first backoff: a node's arrival moves both at once
-	}
-	for _, d := range sc.nodes {
-		node := readyNode(nodeName(d.name), d.gpus)
-		node.Status.Capacity[corev1.ResourceCPU] = resource.MustParse(d.cpu)
-		node.Status.Capacity[corev1.ResourceMemory] = resource.MustParse(d.mem)
-		node.Status.Capacity[corev1.ResourcePods] = *resource.NewQuantity(d.pods, resource.DecimalSI)
-		node.Status.Allocatable = node.Status.Capacity.DeepCopy()
-		for k, v := range d.labels {
-			node.Labels[k] = v
-		}
-		node.Spec.Taints, node.Spec.Unschedulable = d.taints, d.unschedulable
-		_, err := e.kc.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-		require.NoError(t, err)
-	}
-	// Everything goes before the next run: the two schedulers see every node.
-	defer func() {
-		zero := int64(0)
-		bg := context.Background()
-		_ = e.kc.CoreV1().Pods(ns).DeleteCollection(bg, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+		time.Sleep(2500 * time.Millisecond)
 		for _, d := range sc.nodes {
-			_ = e.kc.CoreV1().Nodes().Delete(bg, nodeName(d.name), metav1.DeleteOptions{})
+			patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, d.unschedulable)
+			_, err := e.kc.CoreV1().Nodes().Patch(ctx, nodeName(d.name), types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			require.NoError(t, err)
 		}
-		require.NoError(t, wait.PollUntilContextTimeout(bg, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			pods, err1 := e.kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-			nodes, err2 := e.kc.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-			return err1 == nil && err2 == nil && len(pods.Items) == 0 && len(nodes.Items) == 0, nil
-		}), "scenario %s left objects behind", prefix)
-		time.Sleep(300 * time.Millisecond) // and the schedulers' caches have seen them go
-	}()
+	}
 	for _, b := range sc.pdbs {
 		b = b.DeepCopy()
 		_, err := e.kc.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, b, metav1.CreateOptions{})
@@ -305,7 +321,7 @@ func (e *gangEnv) runScenario(t *testing.T, prefix string, sc scenario, schedule
 
 	out := outcome{Bound: map[string]string{}, Reasons: map[string]string{}}
 	for _, d := range sc.pods {
-		if sc.nodesLast {
+		if sc.uncordonLast {
 			break // created above
 		}
 		_, err := e.kc.CoreV1().Pods(ns).Create(ctx, diffPod(ns, d, schedulerName), metav1.CreateOptions{})
