@@ -10,7 +10,16 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apiserver/pkg/server"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/cli/globalflag"
+	basecompatibility "k8s.io/component-base/compatibility"
 	"k8s.io/component-base/configz"
+	"k8s.io/component-base/featuregate"
+	"k8s.io/component-base/logs"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/component-base/term"
+	"k8s.io/component-base/version/verflag"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 
@@ -46,12 +55,55 @@ func RegistryOptions() []app.Option {
 	}
 }
 
-// NewCommand is the t9k-scheduler command line: kube-scheduler's flags and behaviour.
+// NewCommand is the t9k-scheduler command line: kube-scheduler's flags and behaviour. It is
+// app.NewSchedulerCommand's command with its run step our own, so that the scheduler Setup
+// builds gets our failure handler (failures.go) before it runs; upstream offers no hook for it.
 func NewCommand() *cobra.Command {
-	cmd := app.NewSchedulerCommand(RegistryOptions()...)
-	cmd.Use = "t9k-scheduler"
-	cmd.Short = "t9k-scheduler: the kube-scheduler with gang, queue and GPU-topology plugins"
+	opts := options.NewOptions()
+	cmd := &cobra.Command{
+		Use:   SchedulerName,
+		Short: "t9k-scheduler: the kube-scheduler with gang, queue and GPU-topology plugins",
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return opts.ComponentGlobalsRegistry.Set()
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCommand(cmd, opts)
+		},
+		Args: cobra.NoArgs,
+	}
+	nfs := opts.Flags
+	verflag.AddFlags(nfs.FlagSet("global"))
+	globalflag.AddGlobalFlags(nfs.FlagSet("global"), cmd.Name(), logs.SkipLoggingConfigurationFlags())
+	for _, f := range nfs.FlagSets {
+		cmd.Flags().AddFlagSet(f)
+	}
+	cols, _, _ := term.TerminalSize(cmd.OutOrStdout())
+	cliflag.SetUsageAndHelpFunc(cmd, *nfs, cols)
 	return cmd
+}
+
+// runCommand is upstream's (cmd/kube-scheduler/app), with our failure handler installed.
+func runCommand(cmd *cobra.Command, opts *options.Options) error {
+	verflag.PrintAndExitIfRequested()
+	fg := opts.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
+	if err := logsapi.ValidateAndApply(opts.Logs, fg); err != nil {
+		return err
+	}
+	cliflag.PrintFlags(cmd.Flags())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-server.SetupSignalHandler()
+		cancel()
+	}()
+	cc, sched, err := app.Setup(ctx, opts, RegistryOptions()...)
+	if err != nil {
+		return err
+	}
+	installFailuresBeside(sched)
+	fg.(featuregate.MutableFeatureGate).AddMetrics()
+	opts.ComponentGlobalsRegistry.AddMetrics()
+	return app.Run(ctx, cc, sched)
 }
 
 // Start runs the scheduler in this process with the given command-line flags (the binary's flags,
@@ -73,6 +125,7 @@ func Start(ctx context.Context, args []string) (<-chan error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up %s: %w", SchedulerName, err)
 	}
+	installFailuresBeside(sched)
 	done := make(chan error, 1)
 	go func() {
 		done <- app.Run(ctx, cc, sched)
