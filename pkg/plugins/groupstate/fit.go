@@ -36,7 +36,6 @@ type Fitter struct {
 	elig    []*eligibility
 	short   []v1.ResourceName // the resources the last failed Place found no node with enough of
 	scratch []int64
-	backing []int64 // the nodes' free columns, kept for reuse with the Fitter (Release)
 }
 
 // Short returns the resources the last failed placement lacked (nil when it failed for another
@@ -60,17 +59,9 @@ type eligibility struct {
 }
 
 // NewFitter copies the free room of nodes. Pods for which gone returns true are treated as
-// already removed (victims being evicted, or preemption candidates). Release hands its slices to
-// the next NewFitter: a failing gang's fit copies every node's room (about 450 KB at 5000
-// nodes), once per gang per change of the cluster, and a heap profile at the peak of a 5000-node
-// stream counted 20 MB of such copies in use.
+// already removed (victims being evicted, or preemption candidates).
 func (s *State) NewFitter(nodes []fwk.NodeInfo, gone func(*v1.Pod) bool) *Fitter {
-	f, _ := s.fitters.Get().(*Fitter)
-	if f == nil {
-		f = &Fitter{dimOf: map[v1.ResourceName]int{}}
-	}
-	f.s = s
-	f.nodes = slices.Grow(f.nodes[:0], len(nodes))
+	f := &Fitter{nodes: make([]room, 0, len(nodes)), s: s, dimOf: map[v1.ResourceName]int{}}
 	for _, ni := range nodes {
 		n := ni.Node()
 		if n == nil {
@@ -99,20 +90,11 @@ func (s *State) NewFitter(nodes []fwk.NodeInfo, gone func(*v1.Pod) bool) *Fitter
 	}
 	// One backing array for the usual columns (cpu, memory, one device); a fifth reallocates.
 	const dims = 4
-	f.backing = slices.Grow(f.backing[:0], len(f.nodes)*dims)[:len(f.nodes)*dims]
+	backing := make([]int64, len(f.nodes)*dims)
 	for i := range f.nodes {
-		f.nodes[i].free = f.backing[i*dims : i*dims : (i+1)*dims]
+		f.nodes[i].free = backing[i*dims : i*dims : (i+1)*dims]
 	}
 	return f
-}
-
-// Release hands f's slices to the next NewFitter of its State; f must not be used after it.
-func (f *Fitter) Release() {
-	s := f.s
-	clear(f.nodes) // the NodeInfos of this snapshot
-	*f = Fitter{nodes: f.nodes[:0], dims: f.dims[:0], dimOf: f.dimOf, scratch: f.scratch[:0], backing: f.backing[:0]}
-	clear(f.dimOf)
-	s.fitters.Put(f)
 }
 
 // dim returns the column of a resource, filling it in for every node the first time.
@@ -202,7 +184,6 @@ func (s *State) FitWhole(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo) s
 	}
 	_, why := f.PlaceAll(toPlace)
 	s.SetShort(key, f.Short())
-	f.Release()
 	msg := ""
 	if why != "" {
 		msg = fmt.Sprintf("cannot place the %d pods the gang needs at once ({%s} in all): %s", len(toPlace), Requests(toPlace), why)

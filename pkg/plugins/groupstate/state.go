@@ -92,8 +92,6 @@ type group struct {
 // use.
 type State struct {
 	mu sync.RWMutex
-	// fitters keeps released Fitters' slices for the next NewFitter.
-	fitters sync.Pool
 	// planner is the resource whose gangs a topology planner in this profile places as a whole
 	// (T9kTopology: GPUs); "" when none does.
 	planner   v1.ResourceName

@@ -1,14 +1,10 @@
 package groupstate
 
 import (
-	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/require"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -225,48 +221,6 @@ func TestFitterPlacesWholeGangOrSaysWhy(t *testing.T) {
 				t.Errorf("PlaceAll: %q, want %q", why, tc.wantErr)
 			}
 		})
-	}
-}
-
-// A released Fitter's slices serve the next NewFitter: fits on one State, each released, equal
-// the same fits each on a fresh State, across node counts, evictions and extra resource columns.
-func TestFitterReuseCarriesNothingOver(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 20))
-	pooled := New()
-	for round := range 200 {
-		var nodes []fwk.NodeInfo
-		for i := range 1 + rng.IntN(12) {
-			var pods []*v1.Pod
-			if rng.IntN(2) == 0 {
-				pods = append(pods, pod(fmt.Sprintf("busy-%d-%d", round, i), "", "", "", rng.Int64N(9), ""))
-			}
-			ni := nodeInfo(fmt.Sprintf("n%d", i), 8, nil, pods...)
-			if rng.IntN(3) == 0 {
-				ni.Node().Status.Allocatable["example.com/nic"] = *resource.NewQuantity(rng.Int64N(3), resource.DecimalSI)
-			}
-			nodes = append(nodes, ni)
-		}
-		var members []Member
-		for i := range 1 + rng.IntN(6) {
-			p := pod(fmt.Sprintf("m%d", i), "", "", "", rng.Int64N(9), "")
-			if rng.IntN(3) == 0 {
-				p.Spec.Containers[0].Resources.Requests["example.com/nic"] = *resource.NewQuantity(1, resource.DecimalSI)
-			}
-			members = append(members, Member{Pod: p, Requests: PodRequests(p)})
-		}
-		var gone func(*v1.Pod) bool
-		if rng.IntN(2) == 0 {
-			gone = func(p *v1.Pod) bool { return strings.HasPrefix(p.Name, "busy") }
-		}
-		f := pooled.NewFitter(nodes, gone)
-		placed, why := f.PlaceAll(members)
-		short := slices.Clone(f.Short())
-		f.Release()
-		fresh := New().NewFitter(nodes, gone)
-		wantPlaced, wantWhy := fresh.PlaceAll(members)
-		require.Equal(t, wantWhy, why, "round %d", round)
-		require.Equal(t, wantPlaced, placed, "round %d", round)
-		require.Equal(t, fresh.Short(), short, "round %d", round)
 	}
 }
 

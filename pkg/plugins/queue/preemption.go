@@ -164,7 +164,6 @@ func (q *Queue) plan(gang *groupstate.Gang, pod *v1.Pod, prio int32, nodes []fwk
 	}
 	fits := func(gone map[types.UID]bool) bool {
 		f := q.state.NewFitter(nodes, func(p *v1.Pod) bool { return own[p.UID] || gone[p.UID] || p.DeletionTimestamp != nil })
-		defer f.Release()
 		_, why := f.PlaceAll(toPlace)
 		return why == ""
 	}
