@@ -23,7 +23,7 @@ import (
 // FailedScheduling event and, on a pod's first failure or a new message, PATCHes its PodScheduled
 // condition, all in the loop. Under a saturating stream at 5000 nodes, with kube-apiserver busy on
 // the binds t9k makes, the loop spent most of its time in those PATCHes, and new pods were left in
-// the active queue never attempted when the cluster settled (README "Failing fast").
+// the active queue never attempted when the cluster settled (README "Failed attempts").
 //
 // The handler still runs in the loop, unchanged, on a copy of the pod that already carries the
 // condition it would write: it requeues the pod and records the event as ever, and finds nothing
@@ -52,7 +52,7 @@ func newFailuresBeside(next kubescheduler.FailureHandlerFn, slots int) *failures
 	return &failuresBeside{next: next, slots: make(chan struct{}, slots), last: map[types.UID]chan struct{}{}}
 }
 
-// install wraps sched's FailureHandler.
+// installFailuresBeside wraps sched's FailureHandler.
 func installFailuresBeside(sched *kubescheduler.Scheduler) {
 	sched.FailureHandler = newFailuresBeside(sched.FailureHandler, maxFailuresBeside).handle
 }

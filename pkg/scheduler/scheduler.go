@@ -21,7 +21,9 @@ import (
 	"k8s.io/component-base/term"
 	"k8s.io/component-base/version/verflag"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+	schedulerserverconfig "k8s.io/kubernetes/cmd/kube-scheduler/app/config"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+	kubescheduler "k8s.io/kubernetes/pkg/scheduler"
 
 	// Decodes scheduler-plugins' pluginConfig args (Coscheduling, CapacityScheduling,
 	// NodeResourceTopologyMatch) in KubeSchedulerConfiguration; without it such configs are refused.
@@ -96,14 +98,24 @@ func runCommand(cmd *cobra.Command, opts *options.Options) error {
 		<-server.SetupSignalHandler()
 		cancel()
 	}()
-	cc, sched, err := app.Setup(ctx, opts, RegistryOptions()...)
+	cc, sched, err := setUp(ctx, opts)
 	if err != nil {
 		return err
 	}
-	installFailuresBeside(sched)
 	fg.(featuregate.MutableFeatureGate).AddMetrics()
 	opts.ComponentGlobalsRegistry.AddMetrics()
 	return app.Run(ctx, cc, sched)
+}
+
+// setUp is app.Setup with our plugins and our failure handler: the one way every entry point
+// builds the scheduler.
+func setUp(ctx context.Context, opts *options.Options) (*schedulerserverconfig.CompletedConfig, *kubescheduler.Scheduler, error) {
+	cc, sched, err := app.Setup(ctx, opts, RegistryOptions()...)
+	if err != nil {
+		return nil, nil, err
+	}
+	installFailuresBeside(sched)
+	return cc, sched, nil
 }
 
 // Start runs the scheduler in this process with the given command-line flags (the binary's flags,
@@ -121,11 +133,10 @@ func Start(ctx context.Context, args []string) (<-chan error, error) {
 	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
 		return nil, err
 	}
-	cc, sched, err := app.Setup(ctx, opts, RegistryOptions()...)
+	cc, sched, err := setUp(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("setting up %s: %w", SchedulerName, err)
 	}
-	installFailuresBeside(sched)
 	done := make(chan error, 1)
 	go func() {
 		done <- app.Run(ctx, cc, sched)
