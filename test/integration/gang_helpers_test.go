@@ -320,6 +320,20 @@ func requireNeverBound(t testingT, samples []sample, group string) {
 	}
 }
 
+// eventNotes lists the notes of the PodGroup's events with the reason, as the apiserver has them now.
+func (e *gangEnv) eventNotes(ns, group, reason string) []string {
+	e.t.Helper()
+	evs, err := e.kc.EventsV1().Events(ns).List(e.ctx, metav1.ListOptions{})
+	require.NoError(e.t, err)
+	var notes []string
+	for _, ev := range evs.Items {
+		if ev.Regarding.Kind == "PodGroup" && ev.Regarding.Name == group && ev.Reason == reason {
+			notes = append(notes, ev.Note)
+		}
+	}
+	return notes
+}
+
 // waitEvent waits for an event about the PodGroup with the reason and a note containing every
 // part (conditions move on; events stay), and returns its note.
 func (e *gangEnv) waitEvent(ns, group, reason string, parts ...string) string {

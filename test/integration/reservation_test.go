@@ -218,6 +218,12 @@ func TestReservationEndsStarvation(t *testing.T) {
 	require.Zero(t, e.onReserved.Load(), "small pods without a run-time bound were placed on reserved GPUs")
 	c := e.waitCondition("default", "big", v1beta1.PodGroupConditionReserved, v1beta1.ReasonReservationReleased, "the gang is placed")
 	t.Logf("Reserved: %s", c.Message)
+	// The restarted scheduler kept the reservation it found in the PodGroup's status: it neither
+	// released it nor reserved again.
+	require.Len(t, e.eventNotes("default", "big", v1beta1.ReasonReservationHeld), 1, "the gang was reserved again")
+	for _, n := range e.eventNotes("default", "big", v1beta1.ReasonReservationReleased) {
+		require.Contains(t, n, "the gang is placed", "the reservation was released before the gang was placed")
+	}
 	require.Eventually(t, func() bool { return e.reservation() == nil }, 10*time.Second, 200*time.Millisecond, "status.reservation stayed after the gang was placed")
 
 	after := snapshotMetrics(t)

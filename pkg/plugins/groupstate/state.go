@@ -111,6 +111,8 @@ type State struct {
 	activate   func(map[string]*v1.Pod)
 	toActivate map[string]*v1.Pod
 	podLister  listersv1.PodLister
+	// podsSynced: this State has been told of every pod the scheduler's informer listed at start.
+	podsSynced func() bool
 	// held are the members T9kGang's PreEnqueue turned away (too few members, no PodGroup), by
 	// group: Activate is used only to let these through once their gate opens.
 	held map[GroupKey]map[types.UID]*v1.Pod

@@ -144,6 +144,11 @@ func (s *State) PodGroups() []*v1beta1.PodGroup {
 	return out
 }
 
+// MembersSynced says whether the State has been told of every pod the scheduler's informer listed
+// at start (the scheduler starts its informers after building its plugins): until then a gang may
+// show fewer members than it has. Always true for a State fed by hand (tests).
+func (s *State) MembersSynced() bool { return s.podsSynced == nil || s.podsSynced() }
+
 // Condition returns the condition the scheduler last recorded for a PodGroup (for tests).
 func (s *State) Condition(key GroupKey, condType string) *metav1.Condition {
 	s.mu.RLock()

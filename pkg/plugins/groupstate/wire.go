@@ -44,13 +44,15 @@ func For(ctx context.Context, h framework.Handle) (*State, error) {
 
 	pods := h.SharedInformerFactory().Core().V1().Pods()
 	s.podLister = pods.Lister()
-	if _, err := pods.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	reg, err := pods.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { s.onPod(o, false) },
 		UpdateFunc: func(_, o any) { s.onPod(o, false) },
 		DeleteFunc: func(o any) { s.onPod(o, true) },
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
+	s.podsSynced = reg.HasSynced
 
 	scheme := runtime.NewScheme()
 	if err := v1beta1.AddToScheme(scheme); err != nil {

@@ -471,13 +471,6 @@ func (c *gpuCache) reservation(g topology.Gang) (*topology.Reservation, error) {
 	return c.cluster.Reserve(g, nil)
 }
 
-// numNodes is how many nodes the cache knows.
-func (c *gpuCache) numNodes() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.nodes)
-}
-
 // podsOnNode returns the GPU pods the cache counts on a node.
 func (c *gpuCache) podsOnNode(node string) []*v1.Pod {
 	c.mu.RLock()

@@ -12,6 +12,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
@@ -379,6 +380,11 @@ func (p *Topology) excludeReserved(g *groupstate.Gang, own *reservation, base fu
 // tendReservations runs every second: drops reservations whose gang is gone or placed, keeps their
 // Reserved condition current, and counts GPU-seconds left idle by draining.
 func (p *Topology) tendReservations(ctx context.Context) {
+	// Until the informers have synced, a gang restored from PodGroup status shows no members and
+	// its nodes seem gone: tending then would drop the reservations a restarted scheduler keeps.
+	if !toolscache.WaitForCacheSync(ctx.Done(), p.synced...) {
+		return
+	}
 	wait.UntilWithContext(ctx, p.tendReservationsOnce, time.Second)
 	// This scheduler stops (the gauge outlives it in this process): its reservations live on in
 	// PodGroup status for the next one.
@@ -412,11 +418,8 @@ func (p *Topology) tendReservationsOnce(context.Context) {
 	}
 }
 
-// nodeGone says whether a node of the reservation left the cluster (once the cache knows nodes).
+// nodeGone says whether a node of the reservation left the cluster.
 func (p *Topology) nodeGone(r *reservation) bool {
-	if p.cache.numNodes() == 0 {
-		return false // not synced yet (a restarted scheduler)
-	}
 	for n := range r.need {
 		if _, ok := p.cache.freeOn(n); !ok {
 			return true
