@@ -37,27 +37,29 @@ func TestGangTwoGangsAllOrNothing(t *testing.T) {
 	d := requireAllOrNothing(t, samples["b"], 2, "b")
 	t.Logf("%d samples; b partly bound for at most %s while its binds were in flight", len(samples["b"]), d)
 
-	// Both groups are sampled in the same LIST, so index i of each is the same moment.
+	// Both groups are sampled in the same LIST, so index i of each is the same moment. The three
+	// 8-GPU nodes hold three of the four pods: b may bind only once one of a's pods has finished.
+	// (finish ends a's pods one by one, so b may well bind while a's last pod still runs.)
 	a, b := samples["a"], samples["b"]
 	require.Equal(t, len(a), len(b))
-	aFull, aDone, bFirst := -1, -1, -1
+	aFull, aFreed, bFirst := -1, -1, -1
 	for i := range a {
-		require.False(t, a[i].bound > 0 && b[i].bound > 0, "sample %d saw both gangs bound (a %d, b %d): they cannot fit together", i, a[i].bound, b[i].bound)
+		require.LessOrEqual(t, a[i].bound+b[i].bound, 3, "sample %d saw a %d and b %d bound: more than the 3 nodes hold", i, a[i].bound, b[i].bound)
 		if aFull < 0 && a[i].bound == 2 {
 			aFull = i
 		}
-		if aFull >= 0 && aDone < 0 && a[i].bound == 0 {
-			aDone = i
+		if aFull >= 0 && aFreed < 0 && a[i].bound < 2 {
+			aFreed = i
 		}
 		if bFirst < 0 && b[i].bound > 0 {
 			bFirst = i
 		}
 	}
 	require.GreaterOrEqual(t, aFull, 0, "no sample saw a whole")
-	require.GreaterOrEqual(t, aDone, 0, "no sample saw a finished")
+	require.GreaterOrEqual(t, aFreed, 0, "no sample saw a finish")
 	require.GreaterOrEqual(t, bFirst, 0, "no sample saw b bound")
-	// The same LIST may show a gone and b bound: a finished first, or b could not have fit.
-	require.GreaterOrEqual(t, bFirst, aDone, "b's first bind (sample %d) came before a finished (sample %d)", bFirst, aDone)
+	// The same LIST may show a's pod gone and b bound: a's pod finished first.
+	require.GreaterOrEqual(t, bFirst, aFreed, "b's first bind (sample %d) came before a's first pod finished (sample %d)", bFirst, aFreed)
 }
 
 // 6 of minMember 10: all pending with the reason; add 4: all 10 bind.
