@@ -70,10 +70,13 @@ func (f *failuresBeside) handle(ctx context.Context, fw framework.Framework, pod
 		f.next(ctx, fw, podInfo, status, ni, start) // the framework has nothing to write either
 		return
 	}
-	withCond := pod.DeepCopy()
+	// A shallow copy: it shares the informer object's spec and metadata, which nothing writes, and
+	// the queue holds it only until the PATCH's update replaces it; thousands of failures at once
+	// (a full cluster's new pods) each kept a whole copy before.
+	withCond := *pod
 	withCond.Status = *newStatus
 	pi := *podInfo.PodInfo
-	pi.Pod = withCond
+	pi.Pod = &withCond
 	podInfo.PodInfo = &pi
 	f.next(ctx, fw, podInfo, status, ni, start)
 

@@ -115,6 +115,7 @@ func setUp(ctx context.Context, opts *options.Options) (*schedulerserverconfig.C
 		return nil, nil, err
 	}
 	installFailuresBeside(sched)
+	paceEvents(ctx, sched)
 	if err := trimDynamicInformers(ctx, cc.DynInformerFactory, sched); err != nil {
 		return nil, nil, err
 	}
