@@ -60,9 +60,7 @@ func (r *pacedRecorder) Eventf(regarding, related runtime.Object, eventtype, rea
 	}
 	e := pacedEvent{regarding: ref, eventtype: eventtype, reason: reason, action: action, note: fmt.Sprintf(note, args...)}
 	if related != nil {
-		if e.related, err = reference.GetReference(scheme.Scheme, related); err != nil {
-			e.related = nil
-		}
+		e.related, _ = reference.GetReference(scheme.Scheme, related) // nil when it has none, as upstream
 	}
 	select {
 	case r.queue <- e:

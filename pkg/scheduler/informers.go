@@ -3,7 +3,6 @@ package scheduler
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -25,7 +24,7 @@ func trimDynamicInformers(ctx context.Context, dyn dynamicinformer.DynamicShared
 	for _, r := range customResources(ctx, sched) {
 		gvr, _ := schema.ParseResourceArg(string(r))
 		if gvr == nil {
-			continue
+			continue // not "<plural>.<version>.<group>": the framework registers nothing for it either
 		}
 		if err := dyn.ForResource(*gvr).Informer().SetTransform(crcache.TransformStripManagedFields()); err != nil {
 			return fmt.Errorf("trimming the %s informer: %w", r, err)
@@ -44,7 +43,7 @@ var builtIn = map[fwk.EventResource]bool{
 }
 
 // customResources lists the resources of the profiles' registered events that the framework
-// watches through dynamic informers: "<plural>.<version>.<group>", as it parses them.
+// watches through dynamic informers (every one it has no typed informer for).
 func customResources(ctx context.Context, sched *kubescheduler.Scheduler) []fwk.EventResource {
 	seen := map[fwk.EventResource]bool{}
 	var out []fwk.EventResource
@@ -56,7 +55,7 @@ func customResources(ctx context.Context, sched *kubescheduler.Scheduler) []fwk.
 			}
 			for _, e := range events {
 				r := e.Event.Resource
-				if builtIn[r] || strings.Count(string(r), ".") < 2 || seen[r] {
+				if builtIn[r] || seen[r] {
 					continue
 				}
 				seen[r] = true

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -320,14 +321,29 @@ func requireNeverBound(t testingT, samples []sample, group string) {
 	}
 }
 
+// groupEvents lists the events about the PodGroup, as the apiserver has them now.
+func (e *gangEnv) groupEvents(ctx context.Context, ns, group string) ([]eventsv1.Event, error) {
+	evs, err := e.kc.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []eventsv1.Event
+	for _, ev := range evs.Items {
+		if ev.Regarding.Kind == "PodGroup" && ev.Regarding.Name == group {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
 // eventNotes lists the notes of the PodGroup's events with the reason, as the apiserver has them now.
 func (e *gangEnv) eventNotes(ns, group, reason string) []string {
 	e.t.Helper()
-	evs, err := e.kc.EventsV1().Events(ns).List(e.ctx, metav1.ListOptions{})
+	evs, err := e.groupEvents(e.ctx, ns, group)
 	require.NoError(e.t, err)
 	var notes []string
-	for _, ev := range evs.Items {
-		if ev.Regarding.Kind == "PodGroup" && ev.Regarding.Name == group && ev.Reason == reason {
+	for _, ev := range evs {
+		if ev.Reason == reason {
 			notes = append(notes, ev.Note)
 		}
 	}
@@ -341,16 +357,13 @@ func (e *gangEnv) waitEvent(ns, group, reason string, parts ...string) string {
 	var seen []string
 	var note string
 	err := wait.PollUntilContextTimeout(e.ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		evs, err := e.kc.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+		evs, err := e.groupEvents(ctx, ns, group)
 		if err != nil {
 			return false, nil
 		}
 		seen = seen[:0]
 	next:
-		for _, ev := range evs.Items {
-			if ev.Regarding.Kind != "PodGroup" || ev.Regarding.Name != group {
-				continue
-			}
+		for _, ev := range evs {
 			seen = append(seen, ev.Reason+": "+ev.Note)
 			if ev.Reason != reason {
 				continue
@@ -372,11 +385,11 @@ func (e *gangEnv) waitEvent(ns, group, reason string, parts ...string) string {
 // eventTime returns when the first event about the PodGroup with the reason was recorded.
 func (e *gangEnv) eventTime(ns, group, reason string) time.Time {
 	e.t.Helper()
-	evs, err := e.kc.EventsV1().Events(ns).List(e.ctx, metav1.ListOptions{})
+	evs, err := e.groupEvents(e.ctx, ns, group)
 	require.NoError(e.t, err)
 	var first time.Time
-	for _, ev := range evs.Items {
-		if ev.Regarding.Kind == "PodGroup" && ev.Regarding.Name == group && ev.Reason == reason {
+	for _, ev := range evs {
+		if ev.Reason == reason {
 			if at := ev.EventTime.Time; first.IsZero() || at.Before(first) {
 				first = at
 			}
