@@ -255,6 +255,15 @@ func (s *State) releaseHeldLocked(key GroupKey) {
 	if gr := s.groups[key]; gr != nil && s.now().Before(gr.backoffUntil) {
 		return // EndBackOff opens it
 	}
+	s.activateHeldLocked(key)
+}
+
+// activateHeldLocked lets every held member of the group go (unlockAndActivate activates them).
+func (s *State) activateHeldLocked(key GroupKey) {
+	h := s.held[key]
+	if len(h) == 0 || s.activate == nil {
+		return
+	}
 	if s.toActivate == nil {
 		s.toActivate = map[string]*v1.Pod{}
 	}
@@ -417,7 +426,14 @@ func (s *State) upsertPodGroup(pg *v1beta1.PodGroup, fromHint bool) {
 	// Only a new or changed spec (minMember, roles) can open PreEnqueue's gate; a status write
 	// (this scheduler's own conditions among them) must not. Pods past the gate are retried by
 	// the PodGroup hint.
-	if old == nil || !equality.Semantic.DeepEqual(old.Spec, pg.Spec) {
+	switch {
+	case old == nil:
+		// Members held before this state knew their PodGroup were held for its absence, and that
+		// gate is open now: PreEnqueue runs again, and says what they wait for if they still do
+		// (this cache can see the PodGroup after the scheduler's own informer did, so no hint
+		// may be left to move them).
+		s.activateHeldLocked(key)
+	case !equality.Semantic.DeepEqual(old.Spec, pg.Spec):
 		s.releaseHeldLocked(key)
 	}
 }

@@ -297,6 +297,29 @@ func TestHeldMembersReleasedWhenTheGateOpens(t *testing.T) {
 	if got := take(); got != "" {
 		t.Fatalf("activated %q: a deleted pod stayed held", got)
 	}
+
+	// Members held before this state saw their PodGroup (its cache lagged the pod informer) were
+	// held for its absence: when it arrives they go back through PreEnqueue even though the gang
+	// is still short, so PreEnqueue records what they wait for. Once held again for members, a
+	// status-only update of the PodGroup does not move them.
+	l0, l1 := pod("l0", "late", "q", "", 1, ""), pod("l1", "late", "q", "", 1, "")
+	s.UpsertPod(l0)
+	s.Hold(l0)
+	s.UpsertPod(l1)
+	s.Hold(l1)
+	late := podGroup("late", "q", 3)
+	s.UpsertPodGroup(late)
+	if got, want := take(), "ns/l0,ns/l1"; got != want {
+		t.Fatalf("the PodGroup's arrival activated %q, want %q", got, want)
+	}
+	s.Hold(l0)
+	s.Hold(l1)
+	withStatus := late.DeepCopy()
+	withStatus.Status.Conditions = []metav1.Condition{{Type: v1beta1.PodGroupConditionSufficientMember, Status: metav1.ConditionFalse}}
+	s.UpsertPodGroup(withStatus)
+	if got := take(); got != "" {
+		t.Fatalf("a status-only update activated %q", got)
+	}
 }
 
 // PreemptibleBelow: only a preemptible queue of lower priority that runs pods is a candidate.
