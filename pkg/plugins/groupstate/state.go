@@ -244,9 +244,8 @@ func (s *State) unholdLocked(key GroupKey, uid types.UID) {
 // releaseHeldLocked queues for activation the held members of the group, if its gate is open now
 // (its PodGroup exists, enough members, of every role, exist, and it is not backing off).
 func (s *State) releaseHeldLocked(key GroupKey) {
-	h := s.held[key]
-	if len(h) == 0 || s.activate == nil {
-		return
+	if len(s.held[key]) == 0 || s.activate == nil {
+		return // nothing to let go: skip building the gang
 	}
 	g := s.gangLocked(key)
 	if g.PodGroup == nil || g.ShortOfMembers() != "" {
