@@ -84,7 +84,7 @@ func TestJobCleanUpPolicy(t *testing.T) {
 			// Kept pods that were still running are stopped: a finished job holds nothing.
 			for _, n := range left {
 				if n != all[0] { // worker-0 succeeded
-					require.NotNil(t, e.pod(n).Spec.ActiveDeadlineSeconds, "pod %s kept running", n)
+					e.waitStopped(n)
 				}
 			}
 		})

@@ -189,10 +189,7 @@ func TestJobFinishedPodNotStoppedIsDeleted(t *testing.T) {
 	e.runAll(launcher)
 	e.setPhase(launcher, corev1.PodSucceeded, 0)
 	e.waitPhase(job, batch.JobSucceeded)
-	e.eventually("workers stopped", func() bool {
-		p := e.pod(w0)
-		return p.Spec.ActiveDeadlineSeconds != nil && p.Annotations[workloads.AnnotationStoppedAt] != ""
-	})
+	e.waitStopped(w0)
 	stopped, err := time.Parse(time.RFC3339, e.pod(w0).Annotations[workloads.AnnotationStoppedAt])
 	require.NoError(t, err)
 	e.eventually("the workers that did not stop deleted", func() bool { return len(e.pods(name)) == 1 })

@@ -176,6 +176,22 @@ func (e *jobEnv) pod(name string) *corev1.Pod {
 	return p
 }
 
+// waitStopped waits until the controller has stopped each named pod in place (spec.activeDeadlineSeconds
+// and the stopped-at annotation set). The job's status is written before its pods are stopped, and a
+// stop that meets a write conflict is retried a second later, so this is waited for, not read once.
+func (e *jobEnv) waitStopped(names ...string) {
+	e.t.Helper()
+	for _, n := range names {
+		e.eventually(n+" stopped", func() bool {
+			p := &corev1.Pod{}
+			if e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: n}, p) != nil {
+				return false
+			}
+			return p.Spec.ActiveDeadlineSeconds != nil && p.Annotations[workloads.AnnotationStoppedAt] != ""
+		})
+	}
+}
+
 // setPhase drives a pod as a kubelet would: Running (and ready), or terminated with an exit code.
 func (e *jobEnv) setPhase(name string, phase corev1.PodPhase, exitCode int32) {
 	e.t.Helper()

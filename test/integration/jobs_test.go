@@ -88,9 +88,7 @@ func TestJobGenericJob(t *testing.T) {
 	// cleanUpPolicy defaults to None: every pod that ran stays (the running ones stopped); worker-1's
 	// replacement, never scheduled, is deleted rather than started now.
 	e.waitPods(name, workers[0], workers[2], workers[3])
-	for _, w := range workers[2:] {
-		require.NotNil(t, e.pod(w).Spec.ActiveDeadlineSeconds, "%s stopped", w)
-	}
+	e.waitStopped(workers[2:]...)
 }
 
 // TestJobGenericJobFailureRule: generic-example fails by its rule {"worker": [1]}
