@@ -201,15 +201,19 @@ func (s *State) upsertPod(pod *v1.Pod, fromHint bool) {
 	}
 }
 
-// Hold records that PreEnqueue turned the pod away; Unhold that it let it through.
+// Hold records that PreEnqueue turned the pod away; Unhold that it let it through. PreEnqueue read
+// the gang before this, so an event that opened the gate in between found the pod not yet held:
+// the gate is checked again under the lock, and if it is open now the pod goes at once. The
+// activation is asynchronous because PreEnqueue runs with the scheduling queue locked.
 func (s *State) Hold(pod *v1.Pod) {
 	key, ok := KeyOf(pod)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndActivate(true)
 	s.holdLocked(key, pod)
+	s.releaseHeldLocked(key)
 }
 
 func (s *State) holdLocked(key GroupKey, pod *v1.Pod) {
@@ -285,8 +289,8 @@ func (s *State) ReleaseHeld() {
 }
 
 // unlockAndActivate releases the lock, then activates what releaseHeldLocked collected. Inside a
-// queueing hint (fromHint) the activation goes to its own goroutine: the scheduler calls hints
-// with its scheduling queue locked, and Activate takes that lock.
+// queueing hint or PreEnqueue (fromHint) the activation goes to its own goroutine: the scheduler
+// calls those with its scheduling queue locked, and Activate takes that lock.
 func (s *State) unlockAndActivate(fromHint bool) {
 	pods := s.toActivate
 	s.toActivate = nil

@@ -322,6 +322,47 @@ func TestHeldMembersReleasedWhenTheGateOpens(t *testing.T) {
 	}
 }
 
+// The event that opens a gang's gate may reach this state between PreEnqueue's read of the gang
+// and its Hold: the pod was not held yet, so that event let nothing go. Hold checks the gate again
+// and lets the pod go itself (asynchronously: PreEnqueue runs with the scheduling queue locked);
+// with the gate still shut it lets nothing go.
+func TestHoldAfterTheGateOpenedLetsThePodGo(t *testing.T) {
+	s := New()
+	got := make(chan string, 8)
+	s.activate = func(pods map[string]*v1.Pod) {
+		for k := range pods {
+			got <- k
+		}
+	}
+	s.UpsertPodGroup(podGroup("g", "q", 2))
+	a := pod("a", "g", "q", "", 1, "")
+	s.UpsertPod(a)
+	if g, _ := s.Gang(a); g.ShortOfMembers() == "" {
+		t.Fatal("a gang of one member of two is not short")
+	}
+	s.UpsertPod(pod("b", "g", "q", "", 1, "")) // the opening event, before PreEnqueue holds a
+	s.Hold(a)
+	select {
+	case k := <-got:
+		if k != "ns/a" {
+			t.Fatalf("activated %q, want ns/a", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a held after its gate opened was never let go")
+	}
+
+	s.UpsertPodGroup(podGroup("h", "q", 3))
+	c := pod("c", "h", "q", "", 1, "")
+	s.UpsertPod(c)
+	s.Hold(c)
+	s.ReleaseHeld() // nor does the sweep
+	select {
+	case k := <-got:
+		t.Fatalf("activated %q with its gate shut", k)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
 // PreemptibleBelow: only a preemptible queue of lower priority that runs pods is a candidate.
 func TestPreemptibleBelow(t *testing.T) {
 	s := New()
