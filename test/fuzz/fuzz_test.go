@@ -205,7 +205,7 @@ func (f *fuzzer) runExample(t *testing.T, ex example) {
 				t.Errorf("%s: %s %s: %s", ex.file, kind, d.GetName(), end)
 			}
 		case end != "Succeeded":
-			t.Errorf("%s: %s %s ended %s, want Succeeded", ex.file, kind, d.GetName(), end)
+			t.Errorf("%s: %s %s ended %s, want Succeeded; its pods: %s", ex.file, kind, d.GetName(), end, f.podStates(d))
 		}
 		t.Logf("%s: %s %s: %s", ex.file, d.GetKind(), d.GetName(), end)
 	}
@@ -307,6 +307,40 @@ func (f *fuzzer) podsOf(obj *unstructured.Unstructured) []unstructured.Unstructu
 		return nil
 	}
 	return list.Items
+}
+
+// podStates says where each of a job's pods stands (phase, node, PodScheduled's reason and
+// message, being deleted) and its PodGroup's conditions, to tell from a CI log why a job did not
+// end.
+func (f *fuzzer) podStates(obj *unstructured.Unstructured) string {
+	var out []string
+	for _, p := range f.podsOf(obj) {
+		phase, _, _ := unstructured.NestedString(p.Object, "status", "phase")
+		node, _, _ := unstructured.NestedString(p.Object, "spec", "nodeName")
+		st := fmt.Sprintf("%s %s node=%q", p.GetName(), phase, node)
+		if p.GetDeletionTimestamp() != nil {
+			st += " deleting"
+		}
+		conds, _, _ := unstructured.NestedSlice(p.Object, "status", "conditions")
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok && m["type"] == "PodScheduled" && m["status"] != "True" {
+				st += fmt.Sprintf(" unscheduled since %v: %v %v", m["lastTransitionTime"], m["reason"], m["message"])
+			}
+		}
+		out = append(out, st)
+	}
+	if len(out) == 0 {
+		out = append(out, "none")
+	}
+	if pg, err := f.dyn.Resource(pgGVR).Namespace(ns).Get(f.ctx, obj.GetName(), metav1.GetOptions{}); err == nil {
+		conds, _, _ := unstructured.NestedSlice(pg.Object, "status", "conditions")
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok {
+				out = append(out, fmt.Sprintf("PodGroup %v=%v %v: %v", m["type"], m["status"], m["reason"], m["message"]))
+			}
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // preemptedEvent returns the message of the scheduler's Preempted event on a job's PodGroup, or
