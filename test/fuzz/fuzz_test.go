@@ -681,15 +681,12 @@ func (f *fuzzer) explained(fc *fuzzCase) (string, string) {
 		}
 	}
 	// A pod the scheduler could not place says why in its PodScheduled condition.
-	pods, err := f.dyn.Resource(podGVR).Namespace(ns).List(f.ctx, metav1.ListOptions{LabelSelector: "tensorstack.dev/owner-name=" + fc.obj.GetName()})
-	if err == nil {
-		for _, p := range pods.Items {
-			pconds, _, _ := unstructured.NestedSlice(p.Object, "status", "conditions")
-			for _, c := range pconds {
-				m, _ := c.(map[string]any)
-				if m["type"] == "PodScheduled" && m["status"] == "False" && m["message"] != "" {
-					return "pod " + p.GetName() + " unschedulable", ""
-				}
+	for _, p := range f.podsOf(fc.obj) {
+		pconds, _, _ := unstructured.NestedSlice(p.Object, "status", "conditions")
+		for _, c := range pconds {
+			m, _ := c.(map[string]any)
+			if m["type"] == "PodScheduled" && m["status"] == "False" && m["message"] != "" {
+				return "pod " + p.GetName() + " unschedulable", ""
 			}
 		}
 	}

@@ -207,15 +207,7 @@ func TestHintsApplyTheChangeTheyRetryFor(t *testing.T) {
 // Activate from inside the hint deadlocked the scheduler in the 5000-node stream.)
 func TestHintsNeverActivateWhileTheQueueIsLocked(t *testing.T) {
 	s := New()
-	var queueLock sync.Mutex
-	activated := make(chan string, 10)
-	s.activate = func(pods map[string]*v1.Pod) {
-		queueLock.Lock()
-		defer queueLock.Unlock()
-		for k := range pods {
-			activated <- k
-		}
-	}
+	queueLock, activated := lockedActivate(s)
 	held := pod("m0", "g", "q", "", 1, "")
 	s.UpsertPod(held)
 	s.Hold(held) // no PodGroup yet: the gate is shut
@@ -238,12 +230,33 @@ func TestHintsNeverActivateWhileTheQueueIsLocked(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the hint blocked: it activated while the scheduler's queue was locked")
 	}
+	awaitActivated(t, activated, "ns/m0", "the held member was never activated once its gate opened")
+}
+
+// lockedActivate makes s activate as the scheduler does: Activate takes the scheduling queue's
+// lock, which the returned mutex plays. Activated pods' keys arrive on the channel.
+func lockedActivate(s *State) (*sync.Mutex, <-chan string) {
+	var queueLock sync.Mutex
+	activated := make(chan string, 10)
+	s.activate = func(pods map[string]*v1.Pod) {
+		queueLock.Lock()
+		defer queueLock.Unlock()
+		for k := range pods {
+			activated <- k
+		}
+	}
+	return &queueLock, activated
+}
+
+// awaitActivated fails unless the next activation, within 5 s, is of want.
+func awaitActivated(t *testing.T, activated <-chan string, want, never string) {
+	t.Helper()
 	select {
 	case k := <-activated:
-		if k != "ns/m0" {
-			t.Errorf("activated %q, want ns/m0", k)
+		if k != want {
+			t.Fatalf("activated %q, want %q", k, want)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("the held member was never activated once its gate opened")
+		t.Fatal(never)
 	}
 }

@@ -324,16 +324,11 @@ func TestHeldMembersReleasedWhenTheGateOpens(t *testing.T) {
 
 // The event that opens a gang's gate may reach this state between PreEnqueue's read of the gang
 // and its Hold: the pod was not held yet, so that event let nothing go. Hold checks the gate again
-// and lets the pod go itself (asynchronously: PreEnqueue runs with the scheduling queue locked);
-// with the gate still shut it lets nothing go.
+// and lets the pod go itself, after PreEnqueue returned (PreEnqueue runs with the scheduling queue
+// locked, and Activate takes that lock); with the gate still shut it lets nothing go.
 func TestHoldAfterTheGateOpenedLetsThePodGo(t *testing.T) {
 	s := New()
-	got := make(chan string, 8)
-	s.activate = func(pods map[string]*v1.Pod) {
-		for k := range pods {
-			got <- k
-		}
-	}
+	queueLock, got := lockedActivate(s)
 	s.UpsertPodGroup(podGroup("g", "q", 2))
 	a := pod("a", "g", "q", "", 1, "")
 	s.UpsertPod(a)
@@ -341,15 +336,19 @@ func TestHoldAfterTheGateOpenedLetsThePodGo(t *testing.T) {
 		t.Fatal("a gang of one member of two is not short")
 	}
 	s.UpsertPod(pod("b", "g", "q", "", 1, "")) // the opening event, before PreEnqueue holds a
-	s.Hold(a)
+	held := make(chan struct{})
+	go func() { // PreEnqueue, under the queue's lock
+		queueLock.Lock()
+		defer queueLock.Unlock()
+		s.Hold(a)
+		close(held)
+	}()
 	select {
-	case k := <-got:
-		if k != "ns/a" {
-			t.Fatalf("activated %q, want ns/a", k)
-		}
+	case <-held:
 	case <-time.After(5 * time.Second):
-		t.Fatal("a held after its gate opened was never let go")
+		t.Fatal("Hold blocked: it activated while the scheduler's queue was locked")
 	}
+	awaitActivated(t, got, "ns/a", "a held after its gate opened was never let go")
 
 	s.UpsertPodGroup(podGroup("h", "q", 3))
 	c := pod("c", "h", "q", "", 1, "")
