@@ -15,9 +15,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
 )
 
-// Correctness fixes of the scale rework (issue 20, items 6–8), each against the real scheduler.
+// Correctness fixes of the scale rework (issue 20, items 6–9), each against the real scheduler.
 
 // denyBinding makes the apiserver refuse every Binding of the named pod, as an admission policy
 // of a real cluster (or a node that went away) would: the scheduler sees its Bind fail after
@@ -173,4 +174,33 @@ func TestGangPlanReleasedWhenMemberFailsFilter(t *testing.T) {
 	t.Logf("solo bound %s after creation", time.Since(start).Round(10*time.Millisecond))
 	b, _ := e.bound("default", "ported")
 	require.Zero(t, b)
+}
+
+// Item 9: the scheduler's periodic flush of unschedulable pods skips pods a PreEnqueue plugin
+// holds, so a held gang member whose gate opened without an event reaching it (a lost or late
+// event) would wait forever. groupstate's sweep lets such members go. The fault switch makes the
+// scheduler miss every gate-opening event; the members, held for want of their PodGroup, must
+// still bind once the PodGroup exists, released by the sweep alone.
+func TestHeldMembersReleasedWhenTheOpeningEventIsMissed(t *testing.T) {
+	e := newGangEnv(t, 2, 8)
+	e.queue("default", 0, nil)
+	groupstate.FaultMissGateEvents.Store(true) // read by the scheduler's plugins as they start
+	t.Cleanup(func() { groupstate.FaultMissGateEvents.Store(false) })
+	startScheduler(t, e.cp)
+
+	const gated = `scheduler_pending_pods{queue="gated"}`
+	before := snapshotMetrics(t)
+	e.members("default", "missed", "default", 0, 3, 4, nil)
+	// All three are held at PreEnqueue (no PodGroup yet) before the PodGroup comes.
+	require.Eventually(t, func() bool { return snapshotMetrics(t)[gated]-before[gated] >= 3 }, 20*time.Second, 100*time.Millisecond,
+		"the members were never held at PreEnqueue")
+	pg := &v1beta1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "missed", Namespace: "default"}, Spec: v1beta1.PodGroupSpec{MinMember: 3, Queue: "default"}}
+	require.NoError(t, e.c.Create(e.ctx, pg))
+	opened := time.Now()
+
+	// The sweep runs every 15 s: the gang binds within one period (and some slack), never before
+	// the sweep has let its members go.
+	e.waitBound("default", "missed", 3, 40*time.Second)
+	t.Logf("gang bound %s after its gate opened", time.Since(opened).Round(100*time.Millisecond))
+	requireDelta(t, before, snapshotMetrics(t), "t9k_scheduler_gate_sweep_released_total{}", 3)
 }

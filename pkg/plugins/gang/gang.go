@@ -98,11 +98,17 @@ var (
 // EventsToRegister: a gang held for members moves on a new member or a changed PodGroup; a gang
 // that did not fit moves when room appears.
 func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
-	return []fwk.ClusterEventWithHint{
+	events := []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add | fwk.Delete | fwk.Update}, QueueingHintFn: g.state.PodChangeMayHelp},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: groupstate.NodeChangeMayHelp},
 		{Event: fwk.ClusterEvent{Resource: PodGroupEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: g.state.PodGroupSpecChanged},
-	}, nil
+	}
+	if groupstate.FaultMissGateEvents.Load() {
+		for i := range events {
+			events[i].QueueingHintFn = func(klog.Logger, *v1.Pod, any, any) (fwk.QueueingHint, error) { return fwk.QueueSkip, nil }
+		}
+	}
+	return events, nil
 }
 
 func inPodGroup(pod *v1.Pod) (groupstate.GroupKey, bool) {

@@ -41,6 +41,16 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	})
 
+	// SweepReleased counts held members the periodic sweep (ReleaseHeld) let go: each was waiting
+	// behind a gate that had opened without the event that should have let it go reaching it.
+	// Expected to stay 0; a rising count means missed events, each costing up to heldSweep.
+	SweepReleased = metrics.NewCounter(&metrics.CounterOpts{
+		Subsystem:      metricsSubsystem,
+		Name:           "gate_sweep_released_total",
+		Help:           "Gang members held at PreEnqueue that the periodic sweep let go after their gate had opened with no event releasing them (expected 0).",
+		StabilityLevel: metrics.ALPHA,
+	})
+
 	nodeRequestsDesc = metrics.NewDesc(MetricNodeResourceRequests,
 		"Resources requested by non-terminal pods on a node.", []string{"node", "resource", "unit"}, nil, metrics.ALPHA, "")
 	pendingGangsDesc = metrics.NewDesc(metricsSubsystem+"_pending_gangs",
@@ -63,7 +73,7 @@ type liveStates struct {
 
 func registerMetrics(s *State) func() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(GangTimeToQuorum, Preemptions, PermitTimeouts)
+		legacyregistry.MustRegister(GangTimeToQuorum, Preemptions, PermitTimeouts, SweepReleased)
 		legacyregistry.CustomMustRegister(live)
 	})
 	live.mu.Lock()

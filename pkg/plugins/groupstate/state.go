@@ -12,6 +12,7 @@ package groupstate
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -116,6 +117,8 @@ type State struct {
 	// held are the members T9kGang's PreEnqueue turned away (too few members, no PodGroup), by
 	// group: Activate is used only to let these through once their gate opens.
 	held map[GroupKey]map[types.UID]*v1.Pod
+	// sweeping: ReleaseHeld is running (set under mu), so what it lets go is counted as missed.
+	sweeping bool
 	// prios counts the pods holding a node by priority (priorities.go).
 	prios *Priorities
 }
@@ -267,6 +270,11 @@ func (s *State) activateHeldLocked(key GroupKey) {
 	if len(h) == 0 || s.activate == nil {
 		return
 	}
+	if s.sweeping {
+		SweepReleased.Add(float64(len(h)))
+	} else if FaultMissGateEvents.Load() {
+		return
+	}
 	if s.toActivate == nil {
 		s.toActivate = map[string]*v1.Pod{}
 	}
@@ -283,10 +291,17 @@ func (s *State) activateHeldLocked(key GroupKey) {
 func (s *State) ReleaseHeld() {
 	s.mu.Lock()
 	defer s.unlockAndActivate(false)
+	s.sweeping = true
+	defer func() { s.sweeping = false }() // runs before the unlock (deferred later)
 	for key := range s.held {
 		s.releaseHeldLocked(key)
 	}
 }
+
+// FaultMissGateEvents is for tests only: while set, no event opens a PreEnqueue gate (the State
+// activates nothing but from ReleaseHeld, and T9kGang's hints answer QueueSkip), as if every such
+// event were lost, so a test can show the sweep alone lets held members go.
+var FaultMissGateEvents atomic.Bool
 
 // unlockAndActivate releases the lock, then activates what releaseHeldLocked collected. Inside a
 // queueing hint or PreEnqueue (fromHint) the activation goes to its own goroutine: the scheduler
