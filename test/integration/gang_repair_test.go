@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
@@ -203,4 +204,50 @@ func TestHeldMembersReleasedWhenTheOpeningEventIsMissed(t *testing.T) {
 	e.waitBound("default", "missed", 3, 40*time.Second)
 	t.Logf("gang bound %s after its gate opened", time.Since(opened).Round(100*time.Millisecond))
 	requireDelta(t, before, snapshotMetrics(t), "t9k_scheduler_gate_sweep_released_total{}", 3)
+}
+
+// A member being deleted (evicted, still stopping on its node) is no longer a member of its gang:
+// counted, it let a recreated sibling pass the gate and reach its quorum alone. That is how the
+// preemption example once hung: the evicted research-sweep-worker-1 was still terminating when
+// its controller recreated worker-0, which then ran and succeeded alone; the recreated worker-1
+// found a gang of one member and waited forever.
+func TestGangMemberBeingDeletedDoesNotCount(t *testing.T) {
+	e := newGangEnv(t, 2, 8)
+	e.queue("default", 0, nil)
+	startScheduler(t, e.cp)
+	e.gang("default", "lv", "default", 2, 2, 4, nil)
+	e.waitBound("default", "lv", 2, 30*time.Second)
+	e.waitCondition("default", "lv", v1beta1.PodGroupConditionSufficientMember, v1beta1.ReasonSufficientMemberPods)
+
+	// Both are evicted; lv-1 stays, terminating, while a finalizer holds it (its node still
+	// stopping it); lv-0 goes at once and its controller recreates it.
+	const hold = "test.tensorstack.dev/still-stopping"
+	_, err := e.kc.CoreV1().Pods("default").Patch(e.ctx, "lv-1", types.MergePatchType,
+		[]byte(`{"metadata":{"finalizers":["`+hold+`"]}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	for _, name := range []string{"lv-0", "lv-1"} {
+		require.NoError(t, e.kc.CoreV1().Pods("default").Delete(e.ctx, name, *metav1.NewDeleteOptions(0)))
+	}
+	require.Eventually(t, func() bool {
+		_, err := e.kc.CoreV1().Pods("default").Get(e.ctx, "lv-0", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}, 10*time.Second, 50*time.Millisecond)
+	e.members("default", "lv", "default", 0, 1, 4, nil)
+
+	// One member exists: the new lv-0 waits in the gate for its sibling.
+	e.waitCondition("default", "lv", v1beta1.PodGroupConditionSufficientMember, v1beta1.ReasonInsufficientMemberPod,
+		"1 of minMember 2 member pods exist")
+	p, err := e.kc.CoreV1().Pods("default").Get(e.ctx, "lv-0", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Empty(t, p.Spec.NodeName, "the recreated lv-0 was bound while its only sibling was being deleted")
+
+	// lv-1 goes; recreated, the gang binds whole.
+	_, err = e.kc.CoreV1().Pods("default").Patch(e.ctx, "lv-1", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := e.kc.CoreV1().Pods("default").Get(e.ctx, "lv-1", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}, 10*time.Second, 50*time.Millisecond)
+	e.members("default", "lv", "default", 1, 1, 4, nil)
+	e.waitBound("default", "lv", 2, 30*time.Second)
 }

@@ -696,7 +696,7 @@ type Gang struct {
 	Created        time.Time
 	// AttemptStart is when the first member of the current attempt was reserved (zero if none).
 	AttemptStart time.Time
-	// Members are sorted by pod name.
+	// Members are sorted by pod name; a pod being deleted is not one.
 	Members []Member
 }
 
@@ -717,7 +717,7 @@ func (s *State) Gang(pod *v1.Pod) (*Gang, bool) {
 			break
 		}
 	}
-	if !found {
+	if !found && pod.DeletionTimestamp == nil {
 		g.Members = append(g.Members, Member{Pod: pod, Requests: PodRequests(pod)})
 	}
 	return g, true
@@ -746,6 +746,12 @@ func (s *State) gangLocked(key GroupKey) *Gang {
 		g.AttemptStart = grp.attemptStart
 		g.Members = make([]Member, 0, len(grp.members))
 		for _, e := range grp.members {
+			if e.pod.DeletionTimestamp != nil {
+				// Going away (evicted, its job deleting it): no longer a member. Counted, it would
+				// let a recreated sibling pass the gate and reach its quorum, and run without a
+				// gang (its queue's usage still counts it until it is gone).
+				continue
+			}
 			g.Members = append(g.Members, Member{Pod: e.pod, Requests: e.req, Node: nodeOf(e), Reserved: e.reservedOn != "" && e.pod.Spec.NodeName == ""})
 			if g.Queue == "" {
 				g.Queue = s.queueOfLocked(e)

@@ -40,6 +40,12 @@ func podGroup(name, queue string, min int32, roles ...v1beta1.PodGroupRole) *v1b
 		Spec: v1beta1.PodGroupSpec{MinMember: min, Queue: queue, Roles: roles}}
 }
 
+// leaving marks a pod as being deleted.
+func leaving(p *v1.Pod) *v1.Pod {
+	p.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	return p
+}
+
 func names(ms []Member) string {
 	var out []string
 	for _, m := range ms {
@@ -65,6 +71,8 @@ func TestGangMembersQuorumAndToPlace(t *testing.T) {
 			first: "c", wantQuorum: "0 of minMember 2", wantToPlace: "c,a"},
 		{name: "running member counts", min: 2, pods: []*v1.Pod{pod("a", "g", "q", "", 1, "n1"), pod("b", "g", "q", "", 1, "")},
 			first: "b", wantQuorum: "1 of minMember 2", wantToPlace: "b"},
+		{name: "member being deleted does not count", min: 2, pods: []*v1.Pod{leaving(pod("a", "g", "q", "", 1, "n1")), pod("b", "g", "q", "", 1, "")},
+			first: "b", wantMembers: "1 of minMember 2 member pods exist", wantQuorum: "0 of minMember 2", wantToPlace: "b"},
 		{name: "quorum met", min: 2, pods: []*v1.Pod{pod("a", "g", "q", "", 1, "n1"), pod("b", "g", "q", "", 1, "n2")},
 			wantToPlace: ""},
 		{name: "role minimum picks its members first", min: 3,
