@@ -698,6 +698,9 @@ type Gang struct {
 	AttemptStart time.Time
 	// Members are sorted by pod name; a pod being deleted is not one.
 	Members []Member
+	// Leaving counts the group's pods being deleted (left out of Members): a gang already being
+	// evicted or torn down is no preemption victim.
+	Leaving int
 }
 
 // Gang returns the snapshot of the pod's group; false for a pod in no group or queue. A pod the
@@ -750,6 +753,7 @@ func (s *State) gangLocked(key GroupKey) *Gang {
 				// Going away (evicted, its job deleting it): no longer a member. Counted, it would
 				// let a recreated sibling pass the gate and reach its quorum, and run without a
 				// gang (its queue's usage still counts it until it is gone).
+				g.Leaving++
 				continue
 			}
 			g.Members = append(g.Members, Member{Pod: e.pod, Requests: e.req, Node: nodeOf(e), Reserved: e.reservedOn != "" && e.pod.Spec.NodeName == ""})

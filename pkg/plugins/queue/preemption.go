@@ -50,13 +50,13 @@ func (q *Queue) candidates(pending groupstate.GroupKey, prio int32) []victim {
 			continue
 		}
 		qi := q.state.Queue(g.Queue)
-		if qi == nil || !qi.Queue.Spec.IsPreemptible() || qi.Queue.Spec.Priority >= prio {
+		if qi == nil || !qi.Queue.Spec.IsPreemptible() || qi.Queue.Spec.Priority >= prio || g.Leaving > 0 {
 			continue
 		}
 		v := victim{gang: g}
 		usable := true
 		for _, m := range g.Members {
-			if m.Reserved || m.Pod.DeletionTimestamp != nil {
+			if m.Reserved {
 				usable = false
 				break
 			}

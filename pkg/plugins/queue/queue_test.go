@@ -229,6 +229,12 @@ func TestCandidatesRespectQueuesAndOrder(t *testing.T) {
 	st.UpsertPodGroup(mkGroup("a", "half", "low", 2, 0, 0))
 	st.UpsertPod(half)
 	st.Assume(half, "n2") // reserved, not bound: never a victim
+	// One of two bound members already being deleted: the gang is going, never a victim.
+	st.UpsertPodGroup(mkGroup("a", "going", "low", 2, 0, 0))
+	st.UpsertPod(withNode(mkPod("a", "going-0", "going", "", 1, 0), "n1"))
+	going := withNode(mkPod("a", "going-1", "going", "", 1, 0), "n1")
+	going.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	st.UpsertPod(going)
 	var got []string
 	for _, v := range q.candidates(groupstate.GroupKey{Namespace: "a", Name: "pending"}, 50) {
 		got = append(got, v.gang.Key.Name)
