@@ -43,6 +43,10 @@ type Gang struct {
 	// adapter's filters reject for every member). Domain screening does not see it, so heavy use
 	// costs extra packing attempts, not correctness.
 	Exclude func(node string) bool
+	// MaxMembers, if set, caps how many members of this gang a listed node may take (0 rules it
+	// out): what the scheduler's own filters refused when an earlier plan put more there (host
+	// ports, pod anti-affinity, topology spread among the members). Unlisted nodes are uncapped.
+	MaxMembers map[string]int
 }
 
 // Placement is one member's place.
@@ -293,6 +297,7 @@ func (c *Cluster) failReason(g Gang, need demand, reqLevel int, packFail string)
 type packState struct {
 	nodes   []*node
 	free    []uint64
+	left    []int // members each position may still take (-1: no cap)
 	scalars map[int][]int64
 	buckets [][]int
 	kids    []*domain // appendLocalityOrder's stack of sorted children
@@ -331,18 +336,23 @@ func (c *Cluster) pack(d *domain, g Gang, need demand) (*Plan, string) {
 	ps := &c.scratch
 	ps.reset(len(d.hist))
 	ps.nodes = ps.appendLocalityOrder(ps.nodes, d, minGPUs(g))
-	if g.Exclude != nil {
+	if g.Exclude != nil || len(g.MaxMembers) > 0 {
 		kept := ps.nodes[:0]
 		for _, n := range ps.nodes {
-			if !g.Exclude(n.name) {
+			if capped, ok := g.MaxMembers[n.name]; (!ok || capped > 0) && (g.Exclude == nil || !g.Exclude(n.name)) {
 				kept = append(kept, n)
 			}
 		}
 		ps.nodes = kept
 	}
 	ps.free = slices.Grow(ps.free, len(ps.nodes))[:len(ps.nodes)]
+	ps.left = slices.Grow(ps.left, len(ps.nodes))[:len(ps.nodes)]
 	for i, n := range ps.nodes {
 		ps.free[i] = n.free
+		ps.left[i] = -1
+		if capped, ok := g.MaxMembers[n.name]; ok {
+			ps.left[i] = capped
+		}
 		f := bits.OnesCount64(n.free)
 		ps.buckets[f] = append(ps.buckets[f], i) // ascending positions: already a heap
 	}
@@ -378,7 +388,12 @@ func (c *Cluster) pack(d *domain, g Gang, need demand) (*Plan, string) {
 				ps.free[pos] &^= 1 << uint(x)
 			}
 			ps.consume(pos, want)
-			heapPush(&ps.buckets[f-m.GPUs], pos)
+			if ps.left[pos] > 0 {
+				ps.left[pos]--
+			}
+			if ps.left[pos] != 0 { // a node at its cap takes no more members of this gang
+				heapPush(&ps.buckets[f-m.GPUs], pos)
+			}
 			pl.Group, pl.Ordinal, pl.Node = gi, o, n.name
 			plan.Placements[offsets[gi]+o] = pl
 		}

@@ -13,6 +13,7 @@ type bfNode struct {
 	name string
 	free int
 	keys []string // per level, then "" for the cluster
+	cap  int      // most members of the gang it may take; -1: no cap
 }
 
 // bfKeys re-derives domain keys from labels by the documented rule, independently of Cluster.
@@ -40,8 +41,9 @@ func bfKeys(levels []string, name string, lab map[string]string) []string {
 	return keys
 }
 
-// bfFeasible: can pods (GPU counts) be placed on nodes with these free counts? Exhaustive.
-func bfFeasible(free []int, pods []int) bool {
+// bfFeasible: can pods (GPU counts) be placed on nodes with these free counts, each node taking
+// at most caps[n] pods (-1: any number)? Exhaustive.
+func bfFeasible(free, caps []int, pods []int) bool {
 	if len(free) == 0 {
 		return false
 	}
@@ -51,9 +53,11 @@ func bfFeasible(free []int, pods []int) bool {
 			return true
 		}
 		for n := range free {
-			if free[n] >= pods[i] {
+			if free[n] >= pods[i] && caps[n] != 0 {
 				free[n] -= pods[i]
+				caps[n]--
 				ok := rec(i + 1)
+				caps[n]++
 				free[n] += pods[i]
 				if ok {
 					return true
@@ -100,12 +104,13 @@ func bfPlan(levels []string, nodes []bfNode, g Gang) bfResult {
 	}
 	var best bfResult
 	for _, l := range tryLevels {
-		doms := map[string][]int{}
+		doms, caps := map[string][]int{}, map[string][]int{}
 		for _, n := range nodes {
 			doms[n.keys[l]] = append(doms[n.keys[l]], n.free)
+			caps[n.keys[l]] = append(caps[n.keys[l]], n.cap)
 		}
 		for key, free := range doms {
-			if !bfFeasible(free, pods) {
+			if !bfFeasible(free, caps[key], pods) {
 				continue
 			}
 			total := 0
@@ -143,7 +148,7 @@ func TestPlanMatchesBruteForce(t *testing.T) {
 				}
 			}
 			mustSet(t, c, NodeSpec{Name: name, Labels: lab, GPUCount: nG, UsedGPUs: used})
-			nodes = append(nodes, bfNode{name, nG - len(used), bfKeys(levels, name, lab)})
+			nodes = append(nodes, bfNode{name, nG - len(used), bfKeys(levels, name, lab), -1})
 		}
 		g := Gang{Groups: []MemberGroup{{Name: "w", Count: 1 + r.Intn(4), GPUs: 1 + r.Intn(8)}}}
 		isMixed := r.Intn(4) == 0
@@ -194,6 +199,60 @@ func TestPlanMatchesBruteForce(t *testing.T) {
 		t.Fatalf("only %d exact comparisons", exactRuns)
 	}
 	t.Logf("%d exact comparisons equal; mixed-size gangs: %d of %d worse than optimum (best-fit-decreasing)", exactRuns, mixedWorse, mixed)
+}
+
+// TestPlanWithMemberCapsMatchesBruteForce: with per-node caps on the gang's members (what the
+// scheduler's filters refused), the planner's (level, GPUs left, domain) equals brute force's
+// optimum for gangs of one GPU size, and no node holds more members than its cap.
+func TestPlanWithMemberCapsMatchesBruteForce(t *testing.T) {
+	r := rand.New(rand.NewSource(29))
+	levels := []string{lBlock, lSpine}
+	pick := func(vals ...string) string { return vals[r.Intn(len(vals))] }
+	capped := 0
+	for it := 0; it < 3000; it++ {
+		c := NewCluster(levels, nil)
+		var nodes []bfNode
+		g := Gang{Groups: []MemberGroup{{Name: "w", Count: 1 + r.Intn(5), GPUs: 1 + r.Intn(4)}}, MaxMembers: map[string]int{}}
+		for i, nn := 0, 1+r.Intn(6); i < nn; i++ {
+			name := fmt.Sprint("n", i)
+			lab := labels(lBlock, pick("", "b0", "b1"), lSpine, pick("", "s0", "s1"))
+			used := []int{}
+			for x := 0; x < 8; x++ {
+				if r.Intn(3) == 0 {
+					used = append(used, x)
+				}
+			}
+			mustSet(t, c, NodeSpec{Name: name, Labels: lab, GPUCount: 8, UsedGPUs: used})
+			limit := -1
+			if r.Intn(2) == 0 {
+				limit = r.Intn(3)
+				g.MaxMembers[name] = limit
+				capped++
+			}
+			nodes = append(nodes, bfNode{name, 8 - len(used), bfKeys(levels, name, lab), limit})
+		}
+		g.Policy = []Policy{{Mode: PolicyNone}, {Mode: PolicyPreferred}, {Mode: PolicyRequired, Level: lBlock}}[r.Intn(3)]
+		want := bfPlan(levels, nodes, g)
+		p, err := c.Plan(g)
+		got := bfResult{}
+		if err == nil {
+			checkPlan(t, c, g, p)
+			got = bfResult{true, p.Domain.Level, p.GPUsLeft, p.Domain.Key}
+			per := map[string]int{}
+			for _, pl := range p.Placements {
+				per[pl.Node]++
+				if limit, ok := g.MaxMembers[pl.Node]; ok && per[pl.Node] > limit {
+					t.Fatalf("it %d: %s holds %d members, capped at %d", it, pl.Node, per[pl.Node], limit)
+				}
+			}
+		}
+		if got != want {
+			t.Fatalf("it %d: policy %+v gang %+v nodes %+v:\nplanner %+v (err %v)\nbrute   %+v", it, g.Policy, g.Groups, nodes, got, err, want)
+		}
+	}
+	if capped < 1000 {
+		t.Fatalf("only %d capped nodes", capped)
+	}
 }
 
 // TestPlanNeverDoubleBooksAcrossGangs plans and applies random gangs on one cluster until it is
