@@ -150,7 +150,7 @@ func (g *Gang) PreEnqueue(_ context.Context, pod *v1.Pod) *fwk.Status {
 // PreFilter checks, at the first member of an attempt, that the whole quorum fits at once.
 func (g *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
 	key, ok := inPodGroup(pod)
-	if !ok {
+	if !ok || groupstate.PlanCheck(cs) {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
 	gang, _ := g.state.Gang(pod)
@@ -256,7 +256,7 @@ func (g *Gang) Reserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, node st
 
 // Unreserve releases the reservation, and with it the whole attempt: every waiting member is
 // rejected too, so a partial gang never keeps GPUs.
-func (g *Gang) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
+func (g *Gang) Unreserve(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ string) {
 	key, inGroup := inPodGroup(pod)
 	var before *groupstate.Gang
 	if inGroup {
@@ -270,9 +270,11 @@ func (g *Gang) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ str
 	// as an assigned pod deleted, so the queueing hints of the gangs short of it fire; and a
 	// rejected waiting sibling's binding cycle does the same for its own room.
 	g.rejectWaiting(key, fmt.Sprintf("member %s was released", pod.Name))
-	if before.ShortOfQuorum() == "" {
+	if before.ShortOfQuorum() == "" && permitted(cs) {
 		// The quorum was placed, so Permit let the gang go: this member failed at PreBind or
-		// Bind, and members bound meanwhile cannot be unbound.
+		// Bind, and members bound meanwhile cannot be unbound. A member that failed before
+		// Permit (another plugin's Reserve) completed no quorum: its siblings wait in Permit
+		// and were just rejected, so the attempt ends like any other.
 		g.bindFailed(before, pod)
 		return
 	}
@@ -394,6 +396,7 @@ func (g *Gang) Permit(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ strin
 	if !ok {
 		return nil, 0
 	}
+	cs.Write(permitKey, permitMark{})
 	gang, _ := g.state.Gang(pod)
 	if gang.ShortOfQuorum() == "" {
 		if g.handle != nil {
@@ -415,6 +418,22 @@ func (g *Gang) Permit(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ strin
 	}
 	g.activateSiblings(cs, gang, pod)
 	return fwk.NewStatus(fwk.Wait, "waiting for the gang's quorum: "+gang.ShortOfQuorum()), wait
+}
+
+const permitKey fwk.StateKey = Name + "/permit"
+
+type permitMark struct{}
+
+func (permitMark) Clone() fwk.StateData { return permitMark{} }
+
+// permitted says whether the pod's cycle reached Permit: an Unreserve after it is a failure at
+// PreBind or Bind (or a rejected wait), one before it a failure at Reserve.
+func permitted(cs fwk.CycleState) bool {
+	if cs == nil {
+		return false
+	}
+	_, err := cs.Read(permitKey)
+	return err == nil
 }
 
 // activateSiblings moves unplaced members to the active queue right away, so the gang is placed in

@@ -223,3 +223,53 @@ func BenchmarkGangFitAttempt(b *testing.B) {
 		}
 	}
 }
+
+// Issue 32, finding 1: a member that completes the quorum and then fails at Reserve (another
+// plugin's, e.g. T9kTopology's GPUs in a lagging cache) never reached Permit: nothing was let go,
+// so it is no bind failure (which would, after the timeout, delete the gang's running members).
+// The same Unreserve after Permit is one.
+func TestReserveFailureOfTheQuorumMemberIsNoBindFailure(t *testing.T) {
+	key := groupstate.GroupKey{Namespace: "ns", Name: "g"}
+	for _, tc := range []struct {
+		name       string
+		permitted  bool
+		bindFailed bool
+	}{
+		{name: "failed at Reserve", permitted: false, bindFailed: false},
+		{name: "failed at Bind", permitted: true, bindFailed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := member("a", "g", 1), member("b", "g", 1)
+			g, st := setup(2, a, b)
+			ctx := context.Background()
+			csA := framework.NewCycleState()
+			if s := g.Reserve(ctx, csA, a, "n0"); !s.IsSuccess() {
+				t.Fatal(s)
+			}
+			if s, _ := g.Permit(ctx, csA, a, "n0"); s.Code() != fwk.Wait {
+				t.Fatalf("Permit of the first member = %v", s)
+			}
+			csB := framework.NewCycleState()
+			if s := g.Reserve(ctx, csB, b, "n1"); !s.IsSuccess() {
+				t.Fatal(s)
+			}
+			if tc.permitted {
+				if s, _ := g.Permit(ctx, csB, b, "n1"); !s.IsSuccess() {
+					t.Fatalf("Permit of the quorum member = %v", s)
+				}
+			}
+			g.Unreserve(ctx, csB, b, "n1")
+			c := st.Condition(key, v1beta1.PodGroupConditionScheduled)
+			got := c != nil && c.Reason == v1beta1.ReasonBindFailed
+			if got != tc.bindFailed {
+				t.Fatalf("treated as a bind failure: %v, want %v (GroupScheduled %+v)", got, tc.bindFailed, c)
+			}
+			g.mu.Lock()
+			repairing := g.repairing[key]
+			g.mu.Unlock()
+			if repairing != tc.bindFailed {
+				t.Fatalf("release of the gang's placed members scheduled: %v, want %v", repairing, tc.bindFailed)
+			}
+		})
+	}
+}
