@@ -185,6 +185,7 @@ func TestGangPlanReleasedWhenMemberFailsFilter(t *testing.T) {
 func TestHeldMembersReleasedWhenTheOpeningEventIsMissed(t *testing.T) {
 	e := newGangEnv(t, 2, 8)
 	e.queue("default", 0, nil)
+	allowSweep(t)
 	groupstate.FaultMissGateEvents.Store(true) // read by the scheduler's plugins as they start
 	t.Cleanup(func() { groupstate.FaultMissGateEvents.Store(false) })
 	startScheduler(t, e.cp)

@@ -77,3 +77,14 @@ func waitPastSecond(created metav1.Time) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// sum adds the series whose key starts with prefix (a name, or a name and its first labels).
+func (m metrics) sum(prefix string) float64 {
+	total := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, prefix) {
+			total += v
+		}
+	}
+	return total
+}

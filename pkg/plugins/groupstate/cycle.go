@@ -31,3 +31,20 @@ func PendingRecorded(cs fwk.CycleState) bool {
 	_, err := cs.Read(pendingKey)
 	return err == nil
 }
+
+const checkKey fwk.StateKey = "scheduler.tensorstack.dev/plan-check"
+
+// MarkPlanCheck marks a cycle state as a plan check's: the profile's plugins run on a gang member
+// that is not the pod being scheduled, on a node its gang's plan proposes. Our own plugins' rules
+// are whole-gang rules, already applied to the plan as a whole: their PreFilter skips such a
+// cycle (and with it their Filter), and records nothing.
+func MarkPlanCheck(cs fwk.CycleState) { cs.Write(checkKey, flag{}) }
+
+// PlanCheck says whether the cycle state is a plan check's (see MarkPlanCheck).
+func PlanCheck(cs fwk.CycleState) bool {
+	if cs == nil {
+		return false
+	}
+	_, err := cs.Read(checkKey)
+	return err == nil
+}

@@ -157,6 +157,15 @@ func (q *Queue) PreFilter(_ context.Context, cs fwk.CycleState, pod *v1.Pod, _ [
 	if name == "" {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
+	if groupstate.PlanCheck(cs) {
+		// A gang's plan checked member by member: admission is the gang's (decided once), the
+		// queue's nodeSelector is a node's (Filter).
+		if qi := q.state.Queue(name); qi != nil && qi.NodeSelector != nil {
+			cs.Write(cycleKey, &cycle{queue: qi})
+			return nil, nil
+		}
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
 	reason, msg := q.admit(pod, name)
 	if reason != "" {
 		key, _ := groupstate.KeyOf(pod)

@@ -21,7 +21,8 @@ type memberReq struct {
 // fit, best-connected GPUs) and holds their GPUs under placeholders until each member's Reserve.
 // An existing plan of the gang is dropped first. Members with identical requests form one planner
 // group; placements are handed out in member order.
-func (c *gpuCache) planGang(key string, members []memberReq, policy topology.Policy, exclude func(string) bool) (*gangPlan, error) {
+// caps limits how many members a node may take (see topology.Gang.MaxMembers).
+func (c *gpuCache) planGang(key string, members []memberReq, policy topology.Policy, exclude func(string) bool, caps map[string]int) (*gangPlan, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropPlanLocked(key)
@@ -29,7 +30,7 @@ func (c *gpuCache) planGang(key string, members []memberReq, policy topology.Pol
 	type shape struct{ gpus, nics int }
 	groupOf := map[shape]int{}
 	var g topology.Gang
-	g.Policy, g.Exclude = policy, exclude
+	g.Policy, g.Exclude, g.MaxMembers = policy, exclude, caps
 	byGroup := map[int][]types.UID{}
 	for _, m := range members {
 		s := shape{m.gpus, m.nics}

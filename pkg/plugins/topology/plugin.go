@@ -70,6 +70,8 @@ type Topology struct {
 	binder     bool // T9kTopology is the profile's first Bind plugin
 
 	res *reservations
+	// refused remembers the nodes the profile's filters refused gang members on (check.go).
+	refused *refusals
 	// prios tells PreFilter whether a plain pod could preempt anything (the State's count, which
 	// Reserve and Unreserve keep exact for our pods), and frees what the snapshot's nodes have
 	// free (see narrow.go).
@@ -129,6 +131,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		bindSlots: make(chan struct{}, maxBindsInFlight)}
 	p.cache = newGPUCache(args.Levels, p.resource)
 	p.res = newReservations()
+	p.refused = newRefusals()
 	p.prios = groups.Priorities()
 	// Our PreFilter plans GPU gangs as a whole: T9kGang need not fit them over every node again.
 	groups.SetPlanner(p.resource)
@@ -153,6 +156,7 @@ func (p *Topology) expirePlansEvery(ctx context.Context, every time.Duration) {
 		for _, key := range p.cache.expirePlans(p.args.PlanTTL()) {
 			klog.FromContext(ctx).V(4).Info("dropped an unclaimed gang plan", "gang", key)
 		}
+		p.refused.expire(p.args.PlanTTL())
 	}, every)
 }
 
@@ -266,6 +270,9 @@ func (p *Topology) onPod(o any, deleted bool) {
 
 // PreFilter plans a gang on its first member's arrival and narrows every member to its node.
 func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*framework.PreFilterResult, *fwk.Status) {
+	if groupstate.PlanCheck(cs) {
+		return nil, fwk.NewStatus(fwk.Skip) // the plan being checked holds this member's GPUs
+	}
 	c := &cycle{gpus: podGPUs(pod, p.resource), nics: podGPUs(pod, p.nicRes)}
 	cs.Write(stateKey, c)
 	if st := p.checkLevel(cs, pod); st != nil {
@@ -325,8 +332,19 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 	}
 	policy := p.policyOf(gang.TopologyPolicy)
 	exclude := p.excludeReserved(gang, p.res.get(gang.Key), p.excluded(pod, nodes))
-	plan, err := p.cache.planGang(c.gang, reqs, policy, exclude)
+	plan, err := p.planChecked(ctx, c.gang, members, reqs, policy, exclude)
 	if err != nil {
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			// The scheduler's own filters refused every plan (or a member outright): their
+			// reason, which no resource count explains.
+			code := fwk.Unschedulable
+			if refused.status != nil {
+				code = refused.status.Code()
+			}
+			p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonUnschedulable, refused.reason)
+			return nil, fwk.NewStatus(code, refused.reason)
+		}
 		var unsched *topology.UnschedulableError
 		if errors.As(err, &unsched) {
 			if msg := p.groups.FitWhole(gang.Key, members, nodes); msg != "" {
@@ -493,9 +511,12 @@ func (p *Topology) Filter(_ context.Context, cs fwk.CycleState, pod *v1.Pod, ni 
 // plan in this very cycle, so the GPUs held for the members still to come are free for others at
 // once; the next attempt plans afresh. Configured first among PostFilter plugins, so a preemption
 // plugin cannot end the chain before it. It never makes the pod schedulable itself.
-func (p *Topology) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
+func (p *Topology) PostFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, m framework.NodeToStatusReader) (*framework.PostFilterResult, *fwk.Status) {
 	c := readCycle(cs)
 	if c != nil && c.gang != "" {
+		if c.node != "" && m != nil {
+			p.learn(pod, c.gang, c.node, m.Get(c.node))
+		}
 		p.cache.dropPlan(c.gang)
 	}
 	if c != nil && c.gpus > 0 {
