@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 )
@@ -120,34 +121,40 @@ func TestGangPlanAvoidsNodesAFilterRefuses(t *testing.T) {
 	})
 }
 
-// A gang whose members no plan can satisfy (each needs host port 9000, two of three nodes have it
-// free, the gang needs three) fails its attempt once with the filter's own reason, and is not retried
-// in a loop while nothing changes.
+// A gang whose members no placement can satisfy (each needs host port 9000, two of three nodes
+// have it free, the gang needs three) fails its attempt once with the filter's own reason, and is
+// not retried in a loop while nothing changes: a GPU gang (T9kTopology's planner proposes) and a
+// CPU-only one (groupstate's fitter proposes, the framework places each member).
 func TestGangRefusedByFiltersFailsWithTheirReason(t *testing.T) {
-	e := newGangEnv(t, 3, 8)
-	e.queue("default", 0, nil)
-	p := gangPod("default", "porter", "", "", 0)
-	delete(p.Labels, v1beta1.LabelQueue)
-	p.Spec.NodeName = "node-0"
-	p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9000, HostPort: 9000}}
-	_, err := e.kc.CoreV1().Pods("default").Create(e.ctx, p, metav1.CreateOptions{})
-	require.NoError(t, err)
-	startScheduler(t, e.cp)
-	before := snapshotMetrics(t)
-	pg := &v1beta1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "ported", Namespace: "default"}, Spec: v1beta1.PodGroupSpec{MinMember: 3, Queue: "default"}}
-	require.NoError(t, e.c.Create(e.ctx, pg))
-	e.members("default", "ported", "default", 0, 3, 1, func(p *corev1.Pod) {
-		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9000, HostPort: 9000}}
-	})
-	e.waitCondition("default", "ported", v1beta1.PodGroupConditionScheduled, v1beta1.ReasonUnschedulable, "NodePorts", "free ports")
-	mid := snapshotMetrics(t)
-	time.Sleep(10 * time.Second)
-	after := snapshotMetrics(t)
-	n := attemptsSince(mid, after)
-	t.Logf("attempts: %.0f until the reason was written, %.0f in the 10 s after", attemptsSince(before, mid), n)
-	require.LessOrEqual(t, n, 4.0, "a gang no plan can satisfy was retried while nothing changed")
-	b, _ := e.bound("default", "ported")
-	require.Zero(t, b)
+	for _, gpus := range []int64{1, 0} {
+		t.Run(fmt.Sprintf("%d GPUs per member", gpus), func(t *testing.T) {
+			e := newGangEnv(t, 3, 8)
+			e.queue("default", 0, nil)
+			p := gangPod("default", "porter", "", "", 0)
+			delete(p.Labels, v1beta1.LabelQueue)
+			p.Spec.NodeName = "node-0"
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9000, HostPort: 9000}}
+			_, err := e.kc.CoreV1().Pods("default").Create(e.ctx, p, metav1.CreateOptions{})
+			require.NoError(t, err)
+			startScheduler(t, e.cp)
+			before := snapshotMetrics(t)
+			pg := &v1beta1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: "ported", Namespace: "default"}, Spec: v1beta1.PodGroupSpec{MinMember: 3, Queue: "default"}}
+			require.NoError(t, e.c.Create(e.ctx, pg))
+			e.members("default", "ported", "default", 0, 3, gpus, func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9000, HostPort: 9000}}
+			})
+			c := e.waitCondition("default", "ported", v1beta1.PodGroupConditionScheduled, v1beta1.ReasonUnschedulable, "NodePorts", "free ports")
+			t.Logf("GroupScheduled: %s", c.Message)
+			mid := snapshotMetrics(t)
+			time.Sleep(10 * time.Second)
+			after := snapshotMetrics(t)
+			n := attemptsSince(mid, after)
+			t.Logf("attempts: %.0f until the reason was written, %.0f in the 10 s after", attemptsSince(before, mid), n)
+			require.LessOrEqual(t, n, 4.0, "a gang no placement can satisfy was retried while nothing changed")
+			b, _ := e.bound("default", "ported")
+			require.Zero(t, b)
+		})
+	}
 }
 
 // attemptsSince counts t9k-scheduler's scheduling attempts (any result) between two snapshots.
@@ -204,4 +211,30 @@ func (e *gangEnv) boundVolume(ns, name, zone string) {
 	pvc.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: size}
 	_, err = e.kc.CoreV1().PersistentVolumeClaims(ns).UpdateStatus(e.ctx, pvc, metav1.UpdateOptions{})
 	require.NoError(e.t, err)
+}
+
+// Issue 32, findings 2 and 4: a gang that failed on its queue's nodeSelector binds as soon as the
+// selector is fixed. The failed whole-gang fit was cached on the nodes alone (not the queue's
+// spec), and T9kGang, whose fit applies the selector, did not register Queue events: in an idle
+// cluster the gang waited for the periodic flush, and then failed again from the cache.
+func TestGangBindsWhenItsQueueSelectorIsFixed(t *testing.T) {
+	e := newGangEnv(t, 2, 8)
+	for i := range 2 {
+		e.labelNode(fmt.Sprintf("node-%d", i), "pool", "b")
+	}
+	e.queue("default", 0, func(q *v1beta1.QueueSpec) {
+		q.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "a"}}
+	})
+	startScheduler(t, e.cp)
+	e.gang("default", "cpu", "default", 2, 2, 0, nil)
+	e.waitCondition("default", "cpu", v1beta1.PodGroupConditionScheduled, v1beta1.ReasonUnschedulable, "nodeSelector")
+	time.Sleep(2 * time.Second) // the members settle among the unschedulable pods
+
+	var q v1beta1.Queue
+	require.NoError(t, e.c.Get(e.ctx, types.NamespacedName{Namespace: "t9k-system", Name: "default"}, &q))
+	q.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "b"}}
+	require.NoError(t, e.c.Update(e.ctx, &q))
+	fixed := time.Now()
+	e.waitBound("default", "cpu", 2, 10*time.Second)
+	t.Logf("bound %s after the queue's nodeSelector was fixed", time.Since(fixed).Round(10*time.Millisecond))
 }

@@ -20,6 +20,7 @@ package gang
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -37,6 +38,7 @@ import (
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 	"github.com/tensorstack/t9k/pkg/plugins/apis/config"
 	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/placement"
 )
 
 // Name is the plugin's name in KubeSchedulerConfiguration.
@@ -46,6 +48,7 @@ const Name = "T9kGang"
 type Gang struct {
 	handle  framework.Handle
 	state   *groupstate.State
+	place   *placement.Engine
 	timeout time.Duration
 
 	mu sync.Mutex
@@ -82,7 +85,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 
 // NewWithState builds the plugin on a given State (tests, benchmarks).
 func NewWithState(h framework.Handle, st *groupstate.State, timeout time.Duration) *Gang {
-	return &Gang{handle: h, state: st, timeout: timeout, repairing: map[groupstate.GroupKey]bool{}}
+	return &Gang{handle: h, state: st, place: placement.For(h), timeout: timeout, repairing: map[groupstate.GroupKey]bool{}}
 }
 
 // Name implements framework.Plugin.
@@ -102,6 +105,8 @@ func (g *Gang) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, er
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add | fwk.Delete | fwk.Update}, QueueingHintFn: g.state.PodChangeMayHelp},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: groupstate.NodeChangeMayHelp},
 		{Event: fwk.ClusterEvent{Resource: PodGroupEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: g.state.PodGroupSpecChanged},
+		// The whole-gang fit applies the queue's nodeSelector.
+		{Event: fwk.ClusterEvent{Resource: QueueEvent, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: g.state.OwnQueueSpecChanged},
 	}
 	if groupstate.FaultMissGateEvents.Load() {
 		for i := range events {
@@ -178,12 +183,46 @@ func (g *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, no
 		// its plan fails it runs this same fit for the reason.
 		return nil, nil
 	}
-	if msg := g.state.FitWhole(key, toPlace, nodes); msg != "" {
-		g.state.RecordPending(cs, key, v1beta1.ReasonUnschedulable, msg)
-		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+	if st := g.fitChecked(ctx, key, toPlace, nodes); st != nil {
+		g.state.RecordPending(cs, key, v1beta1.ReasonUnschedulable, st.Message())
+		return nil, st
 	}
 	klog.FromContext(ctx).V(4).Info("Gang fits", "podGroup", key, "members", len(toPlace))
 	return nil, nil
+}
+
+// fitChecked is the whole-gang fit of a gang no planner places: groupstate's fitter proposes a
+// node per member (resources, the node rules), and the placement engine checks the proposal
+// with the profile's own filters, asking again around the nodes they refuse. The framework then
+// places each member itself; the check makes sure a place exists that the filters accept, so a
+// gang they refuse is turned away once, with their reason, instead of half placed and released
+// over and over. A failure is remembered with the state it was decided on (FitVersion).
+func (g *Gang) fitChecked(ctx context.Context, key groupstate.GroupKey, toPlace []groupstate.Member, nodes []fwk.NodeInfo) *fwk.Status {
+	ver := g.state.FitVersionOf(key, toPlace, nodes)
+	if msg, ok := g.state.FitFailure(key, ver); ok {
+		return fwk.NewStatus(fwk.Unschedulable, msg)
+	}
+	pods := make([]*v1.Pod, len(toPlace))
+	for i, m := range toPlace {
+		pods[i] = m.Pod
+	}
+	_, err := g.place.Place(ctx, key.String(), func(caps map[string]int) (*placement.Proposal, error) {
+		at, why := g.state.FitPlan(key, toPlace, nodes, caps)
+		if why != "" {
+			return nil, errors.New(why)
+		}
+		return &placement.Proposal{Members: pods, Nodes: at}, nil
+	}, placement.Options{})
+	if err == nil {
+		g.state.SetFitFailure(key, ver, "")
+		return nil
+	}
+	code := fwk.Unschedulable
+	if r, ok := placement.IsRefused(err); ok && r.Status != nil {
+		code = r.Status.Code()
+	}
+	g.state.SetFitFailure(key, ver, err.Error())
+	return fwk.NewStatus(code, err.Error())
 }
 
 // PreFilterExtensions implements framework.PreFilterPlugin.

@@ -36,6 +36,10 @@ type Fitter struct {
 	elig    []*eligibility
 	short   []v1.ResourceName // the resources the last failed Place found no node with enough of
 	scratch []int64
+	// caps, when set, limits how many members Place may put on a node (what the scheduler's
+	// filters refused, see pkg/plugins/placement); placed counts them per node.
+	caps   map[string]int
+	placed []int
 }
 
 // Short returns the resources the last failed placement lacked (nil when it failed for another
@@ -170,26 +174,48 @@ func (s *State) Eligible(pod *v1.Pod, n *v1.Node) bool {
 // (FitVersion), so the gang's other members fail at once until something changes; what the gang
 // lacked is kept for the hints (SetShort).
 func (s *State) FitWhole(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo) string {
-	inFlight := s.InFlight(key)
-	ver := FitVersion{Nodes: len(nodes), InFlight: len(inFlight), Members: len(toPlace)}
-	for _, ni := range nodes {
-		ver.MaxGeneration = max(ver.MaxGeneration, ni.GetGeneration())
-	}
+	ver := s.FitVersionOf(key, toPlace, nodes)
 	if msg, ok := s.FitFailure(key, ver); ok {
 		return msg
 	}
-	f := s.NewFitter(nodes, nil)
-	for _, m := range inFlight {
-		f.Place(m)
-	}
-	_, why := f.PlaceAll(toPlace)
-	s.SetShort(key, f.Short())
-	msg := ""
-	if why != "" {
-		msg = fmt.Sprintf("cannot place the %d pods the gang needs at once ({%s} in all): %s", len(toPlace), Requests(toPlace), why)
-	}
+	_, msg := s.FitPlan(key, toPlace, nodes, nil)
 	s.SetFitFailure(key, ver, msg)
 	return msg
+}
+
+// FitVersionOf is the state a whole-gang fit of these members on these nodes depends on.
+func (s *State) FitVersionOf(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo) FitVersion {
+	ver := FitVersion{Nodes: len(nodes), InFlight: len(s.InFlight(key)), Members: len(toPlace)}
+	if len(toPlace) > 0 {
+		ver.QueueGeneration, ver.PodGroupGeneration = s.specGenerations(key, toPlace[0].Pod)
+	}
+	for _, ni := range nodes {
+		ver.MaxGeneration = max(ver.MaxGeneration, ni.GetGeneration())
+	}
+	return ver
+}
+
+// FitPlan places the members on the nodes all at once, after what other gangs have in flight,
+// with at most caps[node] members on a listed node, and returns each member's node (in toPlace's
+// order), or why they do not fit. Uncached: FitWhole caches.
+func (s *State) FitPlan(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo, caps map[string]int) ([]string, string) {
+	f := s.NewFitter(nodes, nil)
+	for _, m := range s.InFlight(key) {
+		f.Place(m)
+	}
+	if caps != nil {
+		f.caps, f.placed = caps, make([]int, len(f.nodes))
+	}
+	plan, why := f.PlaceAll(toPlace)
+	s.SetShort(key, f.Short())
+	if why != "" {
+		return nil, fmt.Sprintf("cannot place the %d pods the gang needs at once ({%s} in all): %s", len(toPlace), Requests(toPlace), why)
+	}
+	out := make([]string, len(toPlace))
+	for i, m := range toPlace {
+		out[i] = plan[m.Pod.Name]
+	}
+	return out, ""
 }
 
 // EligibleFunc is Eligible for many nodes: what depends only on the pod (its queue, its required
@@ -277,12 +303,18 @@ func (f *Fitter) Place(m Member) (string, string) {
 	f.scratch = slices.Grow(f.scratch[:0], len(f.dims))[:len(f.dims)]
 	clear(f.scratch)
 	maxFree := f.scratch
-	best := -1
+	best, capped := -1, 0
 	for i := range f.nodes {
 		if !e.ok[i] {
 			continue
 		}
 		r := &f.nodes[i]
+		if f.caps != nil {
+			if c, ok := f.caps[r.node.Name]; ok && f.placed[i] >= c {
+				capped++
+				continue
+			}
+		}
 		fits := r.pods >= 1
 		for _, w := range wants {
 			fr := r.free[w.d]
@@ -303,6 +335,9 @@ func (f *Fitter) Place(m Member) (string, string) {
 			r.free[w.d] -= w.v
 		}
 		r.pods--
+		if f.placed != nil {
+			f.placed[best]++
+		}
 		return r.node.Name, ""
 	}
 	if e.n == 0 {
@@ -316,13 +351,16 @@ func (f *Fitter) Place(m Member) (string, string) {
 		}
 		return "", fmt.Sprintf("no eligible node (%s)", strings.Join(parts, ", "))
 	}
+	if capped == e.n {
+		return "", fmt.Sprintf("every one of %d eligible nodes has as many of the gang's members as the scheduler's filters allow", e.n)
+	}
 	var short []string
 	f.short = nil
 	for _, w := range wants {
 		if name := f.dims[w.d]; w.v > 0 && maxFree[w.d] < w.v {
 			f.short = append(f.short, name)
 			short = append(short, fmt.Sprintf("needs %s %s, the most free on one of %d eligible nodes is %s",
-				Format(name, w.v), name, e.n, Format(name, max(maxFree[w.d], 0))))
+				Format(name, w.v), name, e.n-capped, Format(name, max(maxFree[w.d], 0))))
 		}
 	}
 	if len(short) == 0 {

@@ -185,6 +185,19 @@ func (s *State) QueueSpecChanged(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (
 	return h, nil
 }
 
+// OwnQueueSpecChanged is QueueSpecChanged for the pod's own queue only: what a gang's fit reads
+// of a queue is its nodeSelector, so another queue's change cannot help it.
+func (s *State) OwnQueueSpecChanged(logger klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	h, err := s.QueueSpecChanged(logger, pod, oldObj, newObj)
+	if err != nil || h != fwk.Queue {
+		return h, err
+	}
+	if u, ok := newObj.(*unstructured.Unstructured); ok && (u.GetNamespace() != s.queueNS || u.GetName() != s.QueueOf(pod)) {
+		return fwk.QueueSkip, nil
+	}
+	return h, nil
+}
+
 // holds says whether the State already has this very version of a PodGroup or Queue: the
 // scheduler calls a hint once per pending pod for the same event, and only the first call needs
 // to apply it.

@@ -893,6 +893,20 @@ func (s *State) ResetAttempt(key GroupKey) {
 	}
 }
 
+// specGenerations are the generations of the queue of pod and of the gang's PodGroup (0 when
+// missing): a fit failure holds only while both are unchanged.
+func (s *State) specGenerations(key GroupKey, pod *v1.Pod) (queue, podGroup int64) {
+	if q := s.queueFor(pod); q != nil {
+		queue = q.Queue.Generation
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if pg := s.podGroups[nsName{key.Namespace, key.Name}]; pg != nil {
+		podGroup = pg.Generation
+	}
+	return queue, podGroup
+}
+
 // FitVersion identifies the cluster state a whole-gang fit was computed on: the snapshot's newest
 // node generation (the scheduler bumps a node's generation on any change to it or its pods, from
 // one global counter), the node count (a node removed bumps no generation), what other gangs
@@ -902,6 +916,8 @@ type FitVersion struct {
 	Nodes         int
 	InFlight      int
 	Members       int
+	// The specs the fit also read: the queue's (its nodeSelector) and the PodGroup's.
+	QueueGeneration, PodGroupGeneration int64
 }
 
 // FitFailure returns the reason the gang's whole fit failed on exactly this state, if it did: its

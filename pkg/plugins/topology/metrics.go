@@ -28,17 +28,11 @@ var (
 		Buckets:        metrics.ExponentialBuckets(1, 2, 16),
 		StabilityLevel: metrics.ALPHA,
 	})
-	planRefusals = metrics.NewCounterVec(&metrics.CounterOpts{
-		Subsystem:      "t9k_scheduler",
-		Name:           "plan_refusals_total",
-		Help:           "Nodes of a gang's plan that the profile's own filters refused a member on, by the refusing plugin; the gang was planned again around them.",
-		StabilityLevel: metrics.ALPHA,
-	}, []string{"plugin"})
 	registerOnce sync.Once
 )
 
 func registerMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(reservationsActive, reservationIdleGPUSeconds, reservedGangWait, planRefusals)
+		legacyregistry.MustRegister(reservationsActive, reservationIdleGPUSeconds, reservedGangWait)
 	})
 }

@@ -1,14 +1,72 @@
 package topology
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	fwk "k8s.io/kube-scheduler/framework"
 
+	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/placement"
 	"github.com/tensorstack/t9k/pkg/topology"
 )
+
+// planChecked plans the gang and has the placement engine check the plan with the profile's own
+// filters, planning again around the nodes they refuse until a plan passes. The returned plan
+// holds its GPUs, as planGang's does; a failed attempt holds nothing.
+func (p *Topology) planChecked(ctx context.Context, key string, members []groupstate.Member, reqs []memberReq,
+	policy topology.Policy, exclude func(string) bool) (*gangPlan, error) {
+	pods := make(map[types.UID]*v1.Pod, len(members))
+	for _, m := range members {
+		pods[m.Pod.UID] = m.Pod
+	}
+	var plan *gangPlan
+	_, err := p.place.Place(ctx, key, func(caps map[string]int) (*placement.Proposal, error) {
+		var err error
+		if plan, err = p.cache.planGang(key, reqs, policy, exclude, caps); err != nil {
+			return nil, err
+		}
+		prop := &placement.Proposal{}
+		for _, r := range reqs {
+			if pl, ok := plan.byPod[r.uid]; ok && pods[r.uid] != nil {
+				prop.Members = append(prop.Members, pods[r.uid])
+				prop.Nodes = append(prop.Nodes, pl.Node)
+			}
+		}
+		return prop, nil
+	}, placement.Options{
+		Drop: func() { p.cache.dropPlan(key) },
+		Sweepable: func(pod *v1.Pod, node string) bool {
+			free, ok := p.cache.freeOn(node)
+			return ok && free >= podGPUs(pod, p.resource)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// learn tells the engine that a planned member failed the profile's filters on its planned node
+// in its own cycle: the node is capped at the gang's members already placed there.
+func (p *Topology) learn(pod *v1.Pod, key, node string, st *fwk.Status) {
+	gang, ok := p.groups.Gang(pod)
+	if !ok {
+		return
+	}
+	keep := 0
+	for _, m := range gang.Members {
+		if m.Node == node && m.Pod.UID != pod.UID {
+			keep++
+		}
+	}
+	p.place.Learn(key, pod.Name, node, keep, st, sets.New(Name))
+}
 
 // memberReq is one gang member to place: its pod and what it asks of a node.
 type memberReq struct {

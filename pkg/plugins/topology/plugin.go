@@ -49,6 +49,7 @@ import (
 	schedv1beta1 "github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
 	"github.com/tensorstack/t9k/pkg/plugins/apis/config"
 	"github.com/tensorstack/t9k/pkg/plugins/groupstate"
+	"github.com/tensorstack/t9k/pkg/plugins/placement"
 	"github.com/tensorstack/t9k/pkg/topology"
 )
 
@@ -70,8 +71,8 @@ type Topology struct {
 	binder     bool // T9kTopology is the profile's first Bind plugin
 
 	res *reservations
-	// refused remembers the nodes the profile's filters refused gang members on (check.go).
-	refused *refusals
+	// place checks every gang plan with the profile's own filters (pkg/plugins/placement).
+	place *placement.Engine
 	// prios tells PreFilter whether a plain pod could preempt anything (the State's count, which
 	// Reserve and Unreserve keep exact for our pods), and frees what the snapshot's nodes have
 	// free (see narrow.go).
@@ -131,7 +132,7 @@ func New(ctx context.Context, obj runtime.Object, h framework.Handle) (framework
 		bindSlots: make(chan struct{}, maxBindsInFlight)}
 	p.cache = newGPUCache(args.Levels, p.resource)
 	p.res = newReservations()
-	p.refused = newRefusals()
+	p.place = placement.For(h)
 	p.prios = groups.Priorities()
 	// Our PreFilter plans GPU gangs as a whole: T9kGang need not fit them over every node again.
 	groups.SetPlanner(p.resource)
@@ -156,7 +157,7 @@ func (p *Topology) expirePlansEvery(ctx context.Context, every time.Duration) {
 		for _, key := range p.cache.expirePlans(p.args.PlanTTL()) {
 			klog.FromContext(ctx).V(4).Info("dropped an unclaimed gang plan", "gang", key)
 		}
-		p.refused.expire(p.args.PlanTTL())
+		p.place.Expire(p.args.PlanTTL())
 	}, every)
 }
 
@@ -334,16 +335,15 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 	exclude := p.excludeReserved(gang, p.res.get(gang.Key), p.excluded(pod, nodes))
 	plan, err := p.planChecked(ctx, c.gang, members, reqs, policy, exclude)
 	if err != nil {
-		var refused *refusedError
-		if errors.As(err, &refused) {
+		if refused, ok := placement.IsRefused(err); ok {
 			// The scheduler's own filters refused every plan (or a member outright): their
 			// reason, which no resource count explains.
 			code := fwk.Unschedulable
-			if refused.status != nil {
-				code = refused.status.Code()
+			if refused.Status != nil {
+				code = refused.Status.Code()
 			}
-			p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonUnschedulable, refused.reason)
-			return nil, fwk.NewStatus(code, refused.reason)
+			p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonUnschedulable, refused.Reason)
+			return nil, fwk.NewStatus(code, refused.Reason)
 		}
 		var unsched *topology.UnschedulableError
 		if errors.As(err, &unsched) {
@@ -360,12 +360,13 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 			// one block; best block b1 has 32 free"): put it on the PodGroup before a generic one.
 			// A Required level that no domain can satisfy is not for preemption to fix (its victim
 			// search does not know domains); a plain shortage of GPUs is.
+			// err.Error() is the planner's reason with what the filters refused, if anything.
 			if policy.Mode == topology.PolicyRequired {
-				p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonTopologyUnsatisfiable, unsched.Reason)
-				return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, unsched.Reason)
+				p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonTopologyUnsatisfiable, err.Error())
+				return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
 			}
-			p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonUnschedulable, unsched.Reason)
-			return nil, fwk.NewStatus(fwk.Unschedulable, unsched.Reason)
+			p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonUnschedulable, err.Error())
+			return nil, fwk.NewStatus(fwk.Unschedulable, err.Error())
 		}
 		return nil, fwk.AsStatus(err)
 	}
