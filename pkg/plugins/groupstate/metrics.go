@@ -26,6 +26,15 @@ var (
 		Buckets:        metrics.ExponentialBuckets(0.05, 2, 16),
 		StabilityLevel: metrics.ALPHA,
 	})
+	// GangFailedAttempts observes, per gang scheduled, how many of its members' scheduling cycles
+	// failed before its quorum bound (0: placed at the first try).
+	GangFailedAttempts = metrics.NewHistogram(&metrics.HistogramOpts{
+		Subsystem:      metricsSubsystem,
+		Name:           "gang_failed_attempts",
+		Help:           "Failed scheduling cycles of a gang's members before its quorum bound.",
+		Buckets:        []float64{0, 1, 2, 4, 8, 16, 32, 64, 128, 256},
+		StabilityLevel: metrics.ALPHA,
+	})
 	// Preemptions counts evicted pods by reason.
 	Preemptions = metrics.NewCounterVec(&metrics.CounterOpts{
 		Subsystem:      metricsSubsystem,
@@ -73,7 +82,7 @@ type liveStates struct {
 
 func registerMetrics(s *State) func() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(GangTimeToQuorum, Preemptions, PermitTimeouts, SweepReleased)
+		legacyregistry.MustRegister(GangTimeToQuorum, GangFailedAttempts, Preemptions, PermitTimeouts, SweepReleased)
 		legacyregistry.CustomMustRegister(live)
 	})
 	live.mu.Lock()

@@ -84,6 +84,9 @@ type group struct {
 	short []v1.ResourceName
 	// lastFailed is when the group's last scheduling attempt failed (QueueSort's Since).
 	lastFailed time.Time
+	// failures counts the members' failed scheduling cycles since the gang was last scheduled
+	// (GangFailedAttempts, observed when its quorum binds).
+	failures int
 	// fitFailure is the last whole-gang fit that failed, and on what state (see FitVersion).
 	fitFailure    string
 	fitFailedWith FitVersion
@@ -881,6 +884,8 @@ func (s *State) Bound(pod *v1.Pod, node string) (*Gang, bool) {
 	}
 	grp.quorumReported = true
 	grp.attemptStart = time.Time{}
+	GangFailedAttempts.Observe(float64(grp.failures))
+	grp.failures = 0
 	return g, true
 }
 
@@ -946,6 +951,7 @@ func (s *State) MarkFailed(key GroupKey) {
 	defer s.mu.Unlock()
 	if g := s.groups[key]; g != nil {
 		g.lastFailed = s.now()
+		g.failures++
 	}
 }
 

@@ -207,14 +207,19 @@ func (q *Queue) admit(pod *v1.Pod, name string) (string, string) {
 	if len(quota) == 0 {
 		return "", ""
 	}
-	need := q.need(pod)
+	need, key := q.need(pod)
 	usage := q.state.Usage(name)
+	held := q.heldForOthers(name, key)
 	var over []string
 	for _, r := range slices.Sorted(maps.Keys(quota)) {
-		if need[r] > 0 && usage[r]+need[r] > quota[r] {
-			over = append(over, fmt.Sprintf("needs %s %s, %s left (quota %s, allocated %s)",
-				groupstate.Format(r, need[r]), r, groupstate.Format(r, max(quota[r]-usage[r], 0)),
-				groupstate.Format(r, quota[r]), groupstate.Format(r, usage[r])))
+		if need[r] > 0 && usage[r]+held[r]+need[r] > quota[r] {
+			msg := fmt.Sprintf("needs %s %s, %s left (quota %s, allocated %s",
+				groupstate.Format(r, need[r]), r, groupstate.Format(r, max(quota[r]-usage[r]-held[r], 0)),
+				groupstate.Format(r, quota[r]), groupstate.Format(r, usage[r]))
+			if held[r] > 0 {
+				msg += fmt.Sprintf(", %s more held for gangs being placed", groupstate.Format(r, held[r]))
+			}
+			over = append(over, msg+")")
 		}
 	}
 	if len(over) > 0 {
@@ -223,16 +228,34 @@ func (q *Queue) admit(pod *v1.Pod, name string) (string, string) {
 	return "", ""
 }
 
-// need is what the pod's admission adds to its queue: for the first member of a gang's attempt
-// the whole quorum still to be placed (so a gang is not half admitted), else the pod alone.
-func (q *Queue) need(pod *v1.Pod) groupstate.Res {
-	gang, ok := q.state.Gang(pod)
-	if ok && !gang.Waiting() {
+// need is what the pod's admission adds to its queue: for a member of a gang the whole quorum
+// still to be placed, this member included (so a gang is not half admitted, and a later member
+// of an attempt is judged as its first was), else the pod alone. It also returns the pod's group.
+func (q *Queue) need(pod *v1.Pod) (groupstate.Res, groupstate.GroupKey) {
+	key, _ := groupstate.KeyOf(pod)
+	if gang, ok := q.state.Gang(pod); ok {
 		if ms := gang.ToPlace(pod); len(ms) > 0 {
-			return groupstate.Requests(ms)
+			return groupstate.Requests(ms), key
 		}
 	}
-	return groupstate.PodRequests(pod)
+	return groupstate.PodRequests(pod), key
+}
+
+// heldForOthers is what the queue's other gangs half placed still need for their quorum: their
+// first member was admitted for the whole quorum, so a second gang must not be admitted into the
+// same room (each would then fail the other's later members, attempt after attempt).
+func (q *Queue) heldForOthers(queue string, except groupstate.GroupKey) groupstate.Res {
+	var held groupstate.Res
+	for _, m := range q.state.InFlight(except) {
+		if q.state.QueueOf(m.Pod) != queue {
+			continue
+		}
+		if held == nil {
+			held = groupstate.Res{}
+		}
+		held.Add(m.Requests)
+	}
+	return held
 }
 
 // PreFilterExtensions implements framework.PreFilterPlugin.

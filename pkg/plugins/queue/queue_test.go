@@ -347,3 +347,38 @@ func TestLessPutsAFailingGangBehindPodsWaitingSinceItFailed(t *testing.T) {
 		t.Error("the gang's second member is not ordered with the first")
 	}
 }
+
+// Issue 32, finding 3: with room in the queue's quota for one gang and a half (24 GPUs, gangs of
+// 16), a second gang of the queue is not admitted while the first is half placed (its first member
+// was admitted for its whole quorum; counting only what is reserved, 8 + 16 fit), and the first
+// gang's later members still are.
+func TestQuotaHeldForAGangBeingPlaced(t *testing.T) {
+	q, st := newPlugin(t, ns("team-a", map[string]string{"team": "a"}))
+	st.UpsertQueue(mkQueue("q", 1, gpuQuota(24)))
+	for _, g := range []string{"a", "b"} {
+		st.UpsertPodGroup(mkGroup("team-a", g, "q", 2, 0, 0))
+		for i := range 2 {
+			st.UpsertPod(mkPod("team-a", fmt.Sprintf("%s-%d", g, i), g, "q", 8, 0))
+		}
+	}
+	pod := func(name string) *v1.Pod { return mkPod("team-a", name, name[:1], "q", 8, 0) }
+	ctx := context.Background()
+	if _, s := q.PreFilter(ctx, framework.NewCycleState(), pod("a-0"), nil); !s.IsSuccess() {
+		t.Fatalf("first member of a: %v", s)
+	}
+	st.Assume(pod("a-0"), "n0") // a-0 reserved, waiting in Permit for a-1
+	_, s := q.PreFilter(ctx, framework.NewCycleState(), pod("b-0"), nil)
+	if s.IsSuccess() || !strings.Contains(s.Message(), "8 more held for gangs being placed") {
+		t.Fatalf("gang b admitted into the room gang a is being placed in: %v", s)
+	}
+	if _, s := q.PreFilter(ctx, framework.NewCycleState(), pod("a-1"), nil); !s.IsSuccess() {
+		t.Fatalf("the second member of the gang being placed: %v", s)
+	}
+	st.Assume(pod("a-1"), "n1")
+	st.Forget(pod("a-0")) // the attempt fails: a's members are released
+	st.Forget(pod("a-1"))
+	st.ResetAttempt(groupstate.GroupKey{Namespace: "team-a", Name: "a"})
+	if _, s := q.PreFilter(ctx, framework.NewCycleState(), pod("b-0"), nil); !s.IsSuccess() {
+		t.Fatalf("gang b once a's attempt ended: %v", s)
+	}
+}
