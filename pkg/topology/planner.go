@@ -47,6 +47,10 @@ type Gang struct {
 	// out): what the scheduler's own filters refused when an earlier plan put more there (host
 	// ports, pod anti-affinity, topology spread among the members). Unlisted nodes are uncapped.
 	MaxMembers map[string]int
+	// Near names nodes the gang's members already run on (members placed beyond its quorum, as
+	// an elastic job grows): the smallest domain around them that fits comes first, at any level
+	// the policy allows, before the usual choice.
+	Near []string
 }
 
 // Placement is one member's place.
@@ -109,6 +113,9 @@ func (c *Cluster) Plan(g Gang) (*Plan, error) {
 	}
 	var cands []*domain
 	var packFail string
+	if p := c.planNear(g, need, tryLevels); p != nil {
+		return p, nil
+	}
 	for _, l := range tryLevels {
 		cands = cands[:0]
 		for _, d := range c.list[l] {
@@ -133,6 +140,52 @@ func (c *Cluster) Plan(g Gang) (*Plan, error) {
 		}
 	}
 	return nil, &UnschedulableError{Reason: c.failReason(g, need, reqLevel, packFail)}
+}
+
+// planNear places the gang in the smallest domain holding one of its Near nodes, if one fits.
+func (c *Cluster) planNear(g Gang, need demand, tryLevels []int) *Plan {
+	if len(g.Near) == 0 {
+		return nil
+	}
+	near := map[*domain]bool{}
+	for _, name := range g.Near {
+		if n := c.nodes[name]; n != nil {
+			for d := n.leaf; d != nil; d = d.parent {
+				near[d] = true
+			}
+		}
+	}
+	if len(near) == 0 {
+		return nil
+	}
+	levels := tryLevels
+	if len(tryLevels) == 1 && tryLevels[0] == len(c.levels) {
+		// No policy: the gang may go anywhere, and near its members is still the better place.
+		levels = make([]int, 0, len(c.levels)+1)
+		for l := 0; l <= len(c.levels); l++ {
+			levels = append(levels, l)
+		}
+	}
+	for _, l := range levels {
+		var cands []*domain
+		for _, d := range c.list[l] {
+			if near[d] && need.quickFit(d) {
+				cands = append(cands, d)
+			}
+		}
+		sort.Slice(cands, func(i, j int) bool {
+			if cands[i].free != cands[j].free {
+				return cands[i].free < cands[j].free
+			}
+			return cands[i].key < cands[j].key
+		})
+		for _, d := range cands {
+			if p, _ := c.pack(d, g, need); p != nil {
+				return p
+			}
+		}
+	}
+	return nil
 }
 
 // levelsFor lists the levels whose domains a gang of this policy may use, innermost first (the

@@ -346,3 +346,40 @@ func TestPlanWithoutLevelsAndExclude(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A member joining a gang that already runs (an elastic job growing past its quorum) goes to the
+// smallest domain around its siblings that fits, not to the best-fitting domain elsewhere: here
+// block s1-b0 is the best fit for a 4-GPU pod (a node with 4 free), but the siblings run in
+// s0-b1, which has room too.
+func TestPlanNearPlacedMembers(t *testing.T) {
+	c := fabric(t, 2, 2, 2, func(s, b, n int) []int {
+		switch {
+		case s == 1 && b == 0 && n == 0:
+			return gpus(4) // the best fit anywhere
+		case s == 0 && b == 1:
+			return gpus(8) // the siblings' nodes: full
+		}
+		return nil
+	})
+	g := Gang{Groups: workers(1, 4), Policy: Policy{Mode: PolicyPreferred}}
+	p, err := c.Plan(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Placements[0].Node != "s1-b0-n0" {
+		t.Fatalf("without Near: %s, want the best fit s1-b0-n0", p.Placements[0].Node)
+	}
+	for _, policy := range []Policy{{Mode: PolicyPreferred}, {Mode: PolicyNone}, {Mode: PolicyRequired, Level: lSpine}} {
+		// The siblings run on s0-b1-n0 and s0-b1-n1 (full): the nearest domain with room is
+		// spine s0 (block s0-b0).
+		g := Gang{Groups: workers(1, 4), Policy: policy, Near: []string{"s0-b1-n0", "s0-b1-n1"}}
+		p, err := c.Plan(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPlan(t, c, g, p)
+		if node := p.Placements[0].Node; !strings.HasPrefix(node, "s0-b0-") {
+			t.Fatalf("policy %+v with siblings in s0-b1: placed on %s, want block s0-b0 (same spine)", policy, node)
+		}
+	}
+}

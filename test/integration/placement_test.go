@@ -238,3 +238,35 @@ func TestGangBindsWhenItsQueueSelectorIsFixed(t *testing.T) {
 	e.waitBound("default", "cpu", 2, 10*time.Second)
 	t.Logf("bound %s after the queue's nodeSelector was fixed", time.Since(fixed).Round(10*time.Millisecond))
 }
+
+// Issue 32, finding 7: a member beyond the quorum (an elastic job growing) joins its running
+// siblings' domain when it has room, rather than the best-fitting node elsewhere.
+func TestGangMemberBeyondQuorumJoinsItsSiblingsDomain(t *testing.T) {
+	const block = "network.topology.nvidia.com/block"
+	e := newGangEnv(t, 4, 8)
+	e.queue("default", 0, nil)
+	for i, b := range []string{"b0", "b0", "b1", "b1"} {
+		e.labelNode(fmt.Sprintf("node-%d", i), block, b)
+	}
+	// node-2 has 4 GPUs free (the best fit for a 4-GPU pod anywhere), node-3 none.
+	for node, gpus := range map[string]int64{"node-2": 4, "node-3": 8} {
+		p := gangPod("default", "holder-"+node, "", "", gpus)
+		delete(p.Labels, v1beta1.LabelQueue)
+		p.Spec.NodeName = node
+		_, err := e.kc.CoreV1().Pods("default").Create(e.ctx, p, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	startScheduler(t, e.cp)
+	e.gang("default", "el", "default", 2, 2, 4, func(pg *v1beta1.PodGroup) {
+		pg.Spec.TopologyPolicy = &v1beta1.TopologyPolicy{Mode: v1beta1.TopologyPreferred}
+	})
+	e.waitBound("default", "el", 2, 20*time.Second)
+	_, first := e.bound("default", "el")
+	require.Equal(t, first[0], first[1], "the quorum fits on one node")
+	e.members("default", "el", "default", 2, 1, 4, nil)
+	e.waitBound("default", "el", 3, 20*time.Second)
+	p, err := e.kc.CoreV1().Pods("default").Get(e.ctx, "el-2", metav1.GetOptions{})
+	require.NoError(t, err)
+	t.Logf("quorum on %s, the third member on %s", first[0], p.Spec.NodeName)
+	require.Contains(t, []string{"node-0", "node-1"}, p.Spec.NodeName, "the third member must join its siblings' block b0")
+}

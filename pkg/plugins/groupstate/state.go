@@ -11,6 +11,7 @@ package groupstate
 
 import (
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,6 +186,22 @@ func (s *State) upsertPod(pod *v1.Pod, fromHint bool) {
 	s.mu.Lock()
 	defer s.unlockAndActivate(fromHint)
 	e := s.pods[pod.UID]
+	if e != nil && e.pod != nil && olderVersion(pod, e.pod) {
+		// A hint replays the version an event carried, which the informer may already have
+		// superseded (an unbound copy of a bound pod would uncount its queue's usage).
+		return
+	}
+	if e != nil && e.key != key {
+		// The pod's group (or queue) label changed: it leaves its old group and that queue's count.
+		s.subUsageLocked(e)
+		s.unholdLocked(e.key, pod.UID)
+		if g := s.groups[e.key]; g != nil {
+			delete(g.members, pod.UID)
+			s.settleGroupLocked(e.key, g)
+		}
+		e.key = key
+		s.groupLocked(key).members[pod.UID] = e
+	}
 	if e == nil {
 		e = &podEntry{key: key}
 		s.pods[pod.UID] = e
@@ -345,6 +362,17 @@ func (s *State) deletePod(pod *v1.Pod, fromHint bool) {
 	}
 }
 
+// olderVersion says whether a is an older version of the same pod than b, by resourceVersion
+// (etcd's revision, an integer; an unparsable one is taken as not older).
+func olderVersion(a, b *v1.Pod) bool {
+	if a.UID != b.UID || a.ResourceVersion == b.ResourceVersion {
+		return false
+	}
+	ra, errA := strconv.ParseUint(a.ResourceVersion, 10, 64)
+	rb, errB := strconv.ParseUint(b.ResourceVersion, 10, 64)
+	return errA == nil && errB == nil && ra < rb
+}
+
 func (s *State) groupLocked(k GroupKey) *group {
 	g := s.groups[k]
 	if g == nil {
@@ -427,6 +455,13 @@ func (s *State) subUsageLocked(e *podEntry) {
 	}
 	if u := s.usage[e.counted]; u != nil {
 		u.Sub(e.req)
+		empty := true
+		for _, v := range u {
+			empty = empty && v == 0
+		}
+		if empty {
+			delete(s.usage, e.counted) // a queue no pod counts against any more leaves no key
+		}
 	}
 	e.counted = ""
 }

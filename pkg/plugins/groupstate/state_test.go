@@ -470,3 +470,46 @@ func TestBackOffHoldsMembersUntilItEnds(t *testing.T) {
 		t.Fatalf("EndBackOff activated %q, want ns/a,ns/b", got)
 	}
 }
+
+// Issue 32, finding 5: the state follows a pod's group label when it changes (the pod leaves its
+// old gang and that queue's usage), ignores an older version of a pod replayed after a newer one
+// (a hint replays the version its event carried), and keeps no usage key for a queue no pod
+// counts against.
+func TestPodVersionsAndLabelChanges(t *testing.T) {
+	s := New()
+	s.UpsertQueue(quotaQueue("q1", 1, "16"))
+	s.UpsertQueue(quotaQueue("q2", 1, "16"))
+	s.UpsertPodGroup(podGroup("g1", "q1", 1))
+	s.UpsertPodGroup(podGroup("g2", "q2", 1))
+	gpu := func(q string) int64 { return s.Usage(q)["nvidia.com/gpu"] }
+
+	unbound := pod("a", "g1", "", "", 4, "")
+	unbound.ResourceVersion = "10"
+	s.UpsertPod(unbound)
+	bound := unbound.DeepCopy()
+	bound.Spec.NodeName, bound.ResourceVersion = "n1", "11"
+	s.UpsertPod(bound)
+	s.UpsertPod(unbound) // replayed by a hint after the informer delivered the bind
+	if gpu("q1") != 4 {
+		t.Fatalf("q1 usage after a replayed unbound version = %d, want 4", gpu("q1"))
+	}
+
+	moved := bound.DeepCopy()
+	moved.Labels[v1beta1.LabelGroupName], moved.ResourceVersion = "g2", "12"
+	s.UpsertPod(moved)
+	if g1 := s.GangByKey(GroupKey{Namespace: "ns", Name: "g1"}); len(g1.Members) != 0 {
+		t.Fatalf("g1 still has %s after the pod moved to g2", names(g1.Members))
+	}
+	if g2 := s.GangByKey(GroupKey{Namespace: "ns", Name: "g2"}); names(g2.Members) != "a" {
+		t.Fatalf("g2 members = %q, want a", names(g2.Members))
+	}
+	if gpu("q1") != 0 || gpu("q2") != 4 {
+		t.Fatalf("usage q1 %d, q2 %d after the move; want 0, 4", gpu("q1"), gpu("q2"))
+	}
+	s.mu.RLock()
+	_, kept := s.usage["q1"]
+	s.mu.RUnlock()
+	if kept {
+		t.Fatal("queue q1 keeps a usage entry with nothing counted")
+	}
+}

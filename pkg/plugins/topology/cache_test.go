@@ -215,7 +215,7 @@ func TestGangPlanHoldsGPUsUntilClaimed(t *testing.T) {
 		c.upsertDevices(newDevicesView(pairedDevices(name)))
 	}
 	members := []memberReq{{uid: "m0", gpus: 8}, {uid: "m1", gpus: 8}, {uid: "m2", gpus: 8}, {uid: "m3", gpus: 8}}
-	plan, err := c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyPreferred}, nil, nil)
+	plan, err := c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyPreferred}, nil, nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "block=b1", plan.domain.Name)
 	nodes := map[string]bool{}
@@ -257,7 +257,7 @@ func TestRequiredPolicyUnschedulableReason(t *testing.T) {
 		}
 	}
 	members := []memberReq{{uid: "a", gpus: 8}, {uid: "b", gpus: 8}, {uid: "c", gpus: 8}}
-	_, err := c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyRequired, Level: levels[0]}, nil, nil)
+	_, err := c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyRequired, Level: levels[0]}, nil, nil, nil)
 	var unsched *topology.UnschedulableError
 	require.ErrorAs(t, err, &unsched)
 	require.Contains(t, unsched.Reason, "needs 24 GPUs")
@@ -268,14 +268,14 @@ func TestRequiredPolicyUnschedulableReason(t *testing.T) {
 	}
 
 	// Preferred climbs to the spine and places it.
-	_, err = c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyPreferred}, nil, nil)
+	_, err = c.planGang("ns/g", members, topology.Policy{Mode: topology.PolicyPreferred}, nil, nil, nil)
 	require.NoError(t, err)
 }
 
 func TestExpirePlans(t *testing.T) {
 	c := newGPUCache(levels, gpuRes)
 	c.upsertNode(testNode("n0", "b0", "s0", 8))
-	_, err := c.planGang("ns/g", []memberReq{{uid: "a", gpus: 4}, {uid: "b", gpus: 4}}, topology.Policy{}, nil, nil)
+	_, err := c.planGang("ns/g", []memberReq{{uid: "a", gpus: 4}, {uid: "b", gpus: 4}}, topology.Policy{}, nil, nil, nil)
 	require.NoError(t, err)
 	require.Empty(t, c.expirePlans(time.Hour))
 	free, _ := c.freeOn("n0")
@@ -293,7 +293,7 @@ func TestExpirePlansEachByItsAge(t *testing.T) {
 		c.upsertNode(testNode(n, "b0", "s0", 8))
 	}
 	plan := func(key string, uid types.UID) {
-		_, err := c.planGang(key, []memberReq{{uid: uid, gpus: 8}}, topology.Policy{}, nil, nil)
+		_, err := c.planGang(key, []memberReq{{uid: uid, gpus: 8}}, topology.Policy{}, nil, nil, nil)
 		require.NoError(t, err)
 	}
 	plan("ns/a", "a")

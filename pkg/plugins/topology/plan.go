@@ -20,7 +20,7 @@ import (
 // filters, planning again around the nodes they refuse until a plan passes. The returned plan
 // holds its GPUs, as planGang's does; a failed attempt holds nothing.
 func (p *Topology) planChecked(ctx context.Context, key string, members []groupstate.Member, reqs []memberReq,
-	policy topology.Policy, exclude func(string) bool) (*gangPlan, error) {
+	policy topology.Policy, exclude func(string) bool, near []string) (*gangPlan, error) {
 	pods := make(map[types.UID]*v1.Pod, len(members))
 	for _, m := range members {
 		pods[m.Pod.UID] = m.Pod
@@ -28,7 +28,7 @@ func (p *Topology) planChecked(ctx context.Context, key string, members []groups
 	var plan *gangPlan
 	_, err := p.place.Place(ctx, key, func(caps map[string]int) (*placement.Proposal, error) {
 		var err error
-		if plan, err = p.cache.planGang(key, reqs, policy, exclude, caps); err != nil {
+		if plan, err = p.cache.planGang(key, reqs, policy, exclude, caps, near); err != nil {
 			return nil, err
 		}
 		prop := &placement.Proposal{}
@@ -80,7 +80,8 @@ type memberReq struct {
 // An existing plan of the gang is dropped first. Members with identical requests form one planner
 // group; placements are handed out in member order.
 // caps limits how many members a node may take (see topology.Gang.MaxMembers).
-func (c *gpuCache) planGang(key string, members []memberReq, policy topology.Policy, exclude func(string) bool, caps map[string]int) (*gangPlan, error) {
+// near are the nodes the gang's members already hold (see topology.Gang.Near).
+func (c *gpuCache) planGang(key string, members []memberReq, policy topology.Policy, exclude func(string) bool, caps map[string]int, near []string) (*gangPlan, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropPlanLocked(key)
@@ -88,7 +89,7 @@ func (c *gpuCache) planGang(key string, members []memberReq, policy topology.Pol
 	type shape struct{ gpus, nics int }
 	groupOf := map[shape]int{}
 	var g topology.Gang
-	g.Policy, g.Exclude, g.MaxMembers = policy, exclude, caps
+	g.Policy, g.Exclude, g.MaxMembers, g.Near = policy, exclude, caps, near
 	byGroup := map[int][]types.UID{}
 	for _, m := range members {
 		s := shape{m.gpus, m.nics}

@@ -333,7 +333,14 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 	}
 	policy := p.policyOf(gang.TopologyPolicy)
 	exclude := p.excludeReserved(gang, p.res.get(gang.Key), p.excluded(pod, nodes))
-	plan, err := p.planChecked(ctx, c.gang, members, reqs, policy, exclude)
+	// Members beyond the quorum (an elastic job growing) join their running siblings' domain.
+	var near []string
+	for _, m := range gang.Members {
+		if m.Node != "" {
+			near = append(near, m.Node)
+		}
+	}
+	plan, err := p.planChecked(ctx, c.gang, members, reqs, policy, exclude, near)
 	if err != nil {
 		if refused, ok := placement.IsRefused(err); ok {
 			// The scheduler's own filters refused every plan (or a member outright): their
