@@ -117,18 +117,7 @@ func (c *Cluster) Plan(g Gang) (*Plan, error) {
 		return p, nil
 	}
 	for _, l := range tryLevels {
-		cands = cands[:0]
-		for _, d := range c.list[l] {
-			if need.quickFit(d) {
-				cands = append(cands, d)
-			}
-		}
-		sort.Slice(cands, func(i, j int) bool {
-			if cands[i].free != cands[j].free {
-				return cands[i].free < cands[j].free
-			}
-			return cands[i].key < cands[j].key
-		})
+		cands = c.candidates(cands[:0], l, need, nil)
 		for _, d := range cands {
 			p, why := c.pack(d, g, need)
 			if p != nil {
@@ -166,19 +155,9 @@ func (c *Cluster) planNear(g Gang, need demand, tryLevels []int) *Plan {
 			levels = append(levels, l)
 		}
 	}
+	var cands []*domain
 	for _, l := range levels {
-		var cands []*domain
-		for _, d := range c.list[l] {
-			if near[d] && need.quickFit(d) {
-				cands = append(cands, d)
-			}
-		}
-		sort.Slice(cands, func(i, j int) bool {
-			if cands[i].free != cands[j].free {
-				return cands[i].free < cands[j].free
-			}
-			return cands[i].key < cands[j].key
-		})
+		cands = c.candidates(cands[:0], l, need, near)
 		for _, d := range cands {
 			if p, _ := c.pack(d, g, need); p != nil {
 				return p
@@ -186,6 +165,23 @@ func (c *Cluster) planNear(g Gang, need demand, tryLevels []int) *Plan {
 		}
 	}
 	return nil
+}
+
+// candidates appends the domains of level l that may fit the demand (and are in only, when set),
+// best fit first: fewest free GPUs, then key.
+func (c *Cluster) candidates(out []*domain, l int, need demand, only map[*domain]bool) []*domain {
+	for _, d := range c.list[l] {
+		if (only == nil || only[d]) && need.quickFit(d) {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].free != out[j].free {
+			return out[i].free < out[j].free
+		}
+		return out[i].key < out[j].key
+	})
+	return out
 }
 
 // levelsFor lists the levels whose domains a gang of this policy may use, innermost first (the

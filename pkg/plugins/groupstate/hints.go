@@ -3,6 +3,7 @@ package groupstate
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -116,11 +117,15 @@ func sameGang(pod, other *v1.Pod) bool {
 }
 
 // NodeChangeMayHelp: a node added, or one whose allocatable, labels, taints or
-// schedulability changed; not its heartbeats and conditions.
-func NodeChangeMayHelp(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+// schedulability changed; not its heartbeats and conditions, and never a node that offers none
+// of an extended resource (GPUs) the pod asks for (a CPU-only node's labels cannot help a GPU gang).
+func NodeChangeMayHelp(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
 	oldNode, newNode, err := util.As[*v1.Node](oldObj, newObj)
 	if err != nil {
 		return fwk.Queue, err
+	}
+	if newNode != nil && lacksExtended(pod, newNode) {
+		return fwk.QueueSkip, nil
 	}
 	if oldNode == nil || newNode == nil {
 		return fwk.Queue, nil
@@ -132,6 +137,25 @@ func NodeChangeMayHelp(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Queuei
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil
+}
+
+// lacksExtended says whether the pod asks for an extended resource (not cpu, memory, storage or
+// hugepages) of which the node offers none at all.
+func lacksExtended(pod *v1.Pod, n *v1.Node) bool {
+	if pod == nil {
+		return false
+	}
+	for _, c := range pod.Spec.Containers {
+		for name, q := range c.Resources.Requests {
+			if q.IsZero() || !strings.Contains(string(name), "/") || strings.HasPrefix(string(name), v1.ResourceHugePagesPrefix) {
+				continue
+			}
+			if a, ok := n.Status.Allocatable[name]; !ok || a.IsZero() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Hints that retry a pod because of a change this State tracks first apply that change to the

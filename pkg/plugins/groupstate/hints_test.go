@@ -77,21 +77,35 @@ func TestNodeChangeMayHelp(t *testing.T) {
 	relabeled.Labels["a"] = "c"
 	uncordoned := node.DeepCopy()
 	uncordoned.Spec.Unschedulable = true
+	cpuOnly := node.DeepCopy()
+	cpuOnly.Status.Allocatable = v1.ResourceList{v1.ResourceCPU: resource.MustParse("64")}
+	cpuRelabeled := cpuOnly.DeepCopy()
+	cpuRelabeled.Labels["a"] = "c"
+	gpuPod := pod("p", "g", "", "", 8, "")
 	for name, tc := range map[string]struct {
 		old, new *v1.Node
+		pod      *v1.Pod
 		want     fwk.QueueingHint
 	}{
-		"added":       {nil, node, fwk.Queue},
-		"heartbeat":   {node, heartbeat, fwk.QueueSkip},
-		"allocatable": {node, grown, fwk.Queue},
-		"labels":      {node, relabeled, fwk.Queue},
-		"cordon":      {node, uncordoned, fwk.Queue},
+		"added":                        {nil, node, nil, fwk.Queue},
+		"heartbeat":                    {node, heartbeat, nil, fwk.QueueSkip},
+		"allocatable":                  {node, grown, nil, fwk.Queue},
+		"labels":                       {node, relabeled, nil, fwk.Queue},
+		"cordon":                       {node, uncordoned, nil, fwk.Queue},
+		"GPU pod, GPU node relabeled":  {node, relabeled, gpuPod, fwk.Queue},
+		"GPU pod, CPU node relabeled":  {cpuOnly, cpuRelabeled, gpuPod, fwk.QueueSkip},
+		"GPU pod, CPU node added":      {nil, cpuOnly, gpuPod, fwk.QueueSkip},
+		"GPU pod, node gains its GPUs": {cpuOnly, node, gpuPod, fwk.Queue},
 	} {
 		var oldObj any
 		if tc.old != nil {
 			oldObj = tc.old
 		}
-		got, err := NodeChangeMayHelp(klog.Background(), &v1.Pod{}, oldObj, tc.new)
+		p := tc.pod
+		if p == nil {
+			p = &v1.Pod{}
+		}
+		got, err := NodeChangeMayHelp(klog.Background(), p, oldObj, tc.new)
 		if err != nil || got != tc.want {
 			t.Errorf("%s: hint = %v, %v; want %v", name, got, err, tc.want)
 		}
