@@ -198,7 +198,8 @@ func (g *Gang) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, no
 // gang they refuse is turned away once, with their reason, instead of half placed and released
 // over and over. A failure is remembered with the state it was decided on (FitVersion).
 func (g *Gang) fitChecked(ctx context.Context, key groupstate.GroupKey, toPlace []groupstate.Member, nodes []fwk.NodeInfo) *fwk.Status {
-	ver := g.state.FitVersionOf(key, toPlace, nodes)
+	inFlight := g.state.InFlight(key)
+	ver := g.state.FitVersionOf(key, toPlace, nodes, inFlight)
 	if msg, ok := g.state.FitFailure(key, ver); ok {
 		return fwk.NewStatus(fwk.Unschedulable, msg)
 	}
@@ -207,7 +208,7 @@ func (g *Gang) fitChecked(ctx context.Context, key groupstate.GroupKey, toPlace 
 		pods[i] = m.Pod
 	}
 	_, err := g.place.Place(ctx, key.String(), func(caps map[string]int) (*placement.Proposal, error) {
-		at, why := g.state.FitPlan(key, toPlace, nodes, caps)
+		at, why := g.state.FitPlan(key, toPlace, nodes, inFlight, caps)
 		if why != "" {
 			return nil, errors.New(why)
 		}
@@ -217,12 +218,8 @@ func (g *Gang) fitChecked(ctx context.Context, key groupstate.GroupKey, toPlace 
 		g.state.SetFitFailure(key, ver, "")
 		return nil
 	}
-	code := fwk.Unschedulable
-	if r, ok := placement.IsRefused(err); ok && r.Status != nil {
-		code = r.Status.Code()
-	}
 	g.state.SetFitFailure(key, ver, err.Error())
-	return fwk.NewStatus(code, err.Error())
+	return fwk.NewStatus(placement.Code(err), err.Error())
 }
 
 // PreFilterExtensions implements framework.PreFilterPlugin.

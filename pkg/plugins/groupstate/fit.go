@@ -174,18 +174,20 @@ func (s *State) Eligible(pod *v1.Pod, n *v1.Node) bool {
 // (FitVersion), so the gang's other members fail at once until something changes; what the gang
 // lacked is kept for the hints (SetShort).
 func (s *State) FitWhole(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo) string {
-	ver := s.FitVersionOf(key, toPlace, nodes)
+	inFlight := s.InFlight(key)
+	ver := s.FitVersionOf(key, toPlace, nodes, inFlight)
 	if msg, ok := s.FitFailure(key, ver); ok {
 		return msg
 	}
-	_, msg := s.FitPlan(key, toPlace, nodes, nil)
+	_, msg := s.FitPlan(key, toPlace, nodes, inFlight, nil)
 	s.SetFitFailure(key, ver, msg)
 	return msg
 }
 
-// FitVersionOf is the state a whole-gang fit of these members on these nodes depends on.
-func (s *State) FitVersionOf(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo) FitVersion {
-	ver := FitVersion{Nodes: len(nodes), InFlight: len(s.InFlight(key)), Members: len(toPlace)}
+// FitVersionOf is the state a whole-gang fit of these members on these nodes depends on;
+// inFlight is InFlight(key), which the caller hands FitPlan too.
+func (s *State) FitVersionOf(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo, inFlight []Member) FitVersion {
+	ver := FitVersion{Nodes: len(nodes), InFlight: len(inFlight), Members: len(toPlace)}
 	if len(toPlace) > 0 {
 		ver.QueueGeneration, ver.PodGroupGeneration = s.specGenerations(key, toPlace[0].Pod)
 	}
@@ -195,12 +197,12 @@ func (s *State) FitVersionOf(key GroupKey, toPlace []Member, nodes []fwk.NodeInf
 	return ver
 }
 
-// FitPlan places the members on the nodes all at once, after what other gangs have in flight,
-// with at most caps[node] members on a listed node, and returns each member's node (in toPlace's
-// order), or why they do not fit. Uncached: FitWhole caches.
-func (s *State) FitPlan(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo, caps map[string]int) ([]string, string) {
+// FitPlan places the members on the nodes all at once, after what other gangs have in flight
+// (InFlight(key)), with at most caps[node] members on a listed node, and returns each member's
+// node (in toPlace's order), or why they do not fit. Uncached: FitWhole caches.
+func (s *State) FitPlan(key GroupKey, toPlace []Member, nodes []fwk.NodeInfo, inFlight []Member, caps map[string]int) ([]string, string) {
 	f := s.NewFitter(nodes, nil)
-	for _, m := range s.InFlight(key) {
+	for _, m := range inFlight {
 		f.Place(m)
 	}
 	if caps != nil {

@@ -3,7 +3,6 @@ package groupstate
 import (
 	"maps"
 	"slices"
-	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -11,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+	v1helper "k8s.io/kubernetes/pkg/apis/core/v1/helper"
 	"k8s.io/kubernetes/pkg/scheduler/util"
 
 	"github.com/tensorstack/t9k/pkg/apis/scheduler/v1beta1"
@@ -139,15 +139,16 @@ func NodeChangeMayHelp(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.Queu
 	return fwk.QueueSkip, nil
 }
 
-// lacksExtended says whether the pod asks for an extended resource (not cpu, memory, storage or
-// hugepages) of which the node offers none at all.
+// lacksExtended says whether the pod asks for an extended resource of which the node offers none
+// at all. It reads the containers' requests in place: a hint runs per pending pod under the
+// scheduling queue's lock.
 func lacksExtended(pod *v1.Pod, n *v1.Node) bool {
 	if pod == nil {
 		return false
 	}
 	for _, c := range pod.Spec.Containers {
 		for name, q := range c.Resources.Requests {
-			if q.IsZero() || !strings.Contains(string(name), "/") || strings.HasPrefix(string(name), v1.ResourceHugePagesPrefix) {
+			if q.IsZero() || !v1helper.IsExtendedResourceName(name) {
 				continue
 			}
 			if a, ok := n.Status.Allocatable[name]; !ok || a.IsZero() {

@@ -261,6 +261,16 @@ func IsRefused(err error) (*Refused, bool) {
 	return r, ok
 }
 
+// Code is the status a gang refused with err should get: a member's own PreFilter verdict when
+// that is what refused it (UnschedulableAndUnresolvable for a missing PVC, say), else
+// Unschedulable.
+func Code(err error) fwk.Code {
+	if r, ok := IsRefused(err); ok && r.Status != nil {
+		return r.Status.Code()
+	}
+	return fwk.Unschedulable
+}
+
 // describe says which filters refused how many nodes, and the last refusal in full.
 func describe(rs []refusal) string {
 	byPlugin := map[string]sets.Set[string]{}

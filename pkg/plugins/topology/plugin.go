@@ -345,12 +345,8 @@ func (p *Topology) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod
 		if refused, ok := placement.IsRefused(err); ok {
 			// The scheduler's own filters refused every plan (or a member outright): their
 			// reason, which no resource count explains.
-			code := fwk.Unschedulable
-			if refused.Status != nil {
-				code = refused.Status.Code()
-			}
 			p.groups.RecordPending(cs, gang.Key, schedv1beta1.ReasonUnschedulable, refused.Reason)
-			return nil, fwk.NewStatus(code, refused.Reason)
+			return nil, fwk.NewStatus(placement.Code(err), refused.Reason)
 		}
 		var unsched *topology.UnschedulableError
 		if errors.As(err, &unsched) {
